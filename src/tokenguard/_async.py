@@ -1,0 +1,106 @@
+"""The async shell: drives validation flows with ``httpx.AsyncClient`` and task single-flight."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine, Hashable
+from typing import Any, TypeVar
+
+import httpx
+
+from .engine import Flow
+from .exchange import Fetch, HttpFailure, HttpOutcome, HttpRequest, ResponseReader
+from .models import TokenInfo
+from .transport import REQUEST_HEADERS, client_options, failure_reason
+
+__all__ = ["AsyncShell"]
+
+T = TypeVar("T")
+
+
+class TaskFlights:
+    """Single-flight across asyncio tasks: concurrent calls with one key share one task.
+
+    Each caller awaits the task through ``asyncio.shield``, so a cancelled caller
+    leaves the fetch running for the others.
+    """
+
+    def __init__(self) -> None:
+        self._flights: dict[Hashable, asyncio.Task[Any]] = {}
+
+    async def run(self, key: Hashable, start: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        loop = asyncio.get_running_loop()
+        task = self._flights.get(key)
+        if task is None or task.get_loop() is not loop:
+            task = loop.create_task(start())
+            self._flights[key] = task
+            task.add_done_callback(lambda done: self._leave(key, done))
+        return await asyncio.shield(task)  # type: ignore[no-any-return]
+
+    def _leave(self, key: Hashable, task: asyncio.Task[Any]) -> None:
+        if self._flights.get(key) is task:
+            del self._flights[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: no "never retrieved" warning if all waiters left
+
+
+class AsyncShell:
+    """Performs the HTTP a flow asks for, once per key, with a bounded ``httpx.AsyncClient``."""
+
+    def __init__(self, timeout: float, client: httpx.AsyncClient | None = None) -> None:
+        self._timeout = timeout
+        self._client = client
+        self._owned = client is None
+        self._flights = TaskFlights()
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(**client_options(self._timeout))
+        return self._client
+
+    async def run(self, flow: Flow) -> TokenInfo:
+        """Drive ``flow`` to its end and return its TokenInfo (or let its error out)."""
+        try:
+            fetch = next(flow)
+            while True:
+                result = await self._flights.run(fetch.key, lambda f=fetch: self._fulfil(f))
+                fetch = flow.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def _fulfil(self, fetch: Fetch) -> Any:
+        return fetch.complete(await self.perform(fetch.build()))
+
+    async def perform(self, request: HttpRequest) -> HttpOutcome:
+        """One bounded request: no redirects, identity encoding, size and time caps."""
+        client = self._http()
+        deadline = time.monotonic() + self._timeout
+        try:
+            built = client.build_request(
+                request.method,
+                request.url,
+                headers={**REQUEST_HEADERS, **request.headers},
+                data=request.form,
+                timeout=self._timeout,
+            )
+            response = await client.send(built, stream=True, follow_redirects=False)
+            try:
+                reader = ResponseReader(request, response.status_code, response.headers, deadline)
+                failure = reader.check_head()
+                if failure is not None:
+                    return failure
+                async for chunk in response.aiter_raw():
+                    failure = reader.feed(chunk, time.monotonic())
+                    if failure is not None:
+                        return failure
+                return reader.response()
+            finally:
+                await response.aclose()
+        except httpx.HTTPError as error:
+            return HttpFailure(failure_reason(error))
+
+    async def aclose(self) -> None:
+        if self._owned and self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()

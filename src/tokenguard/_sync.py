@@ -1,0 +1,125 @@
+"""The sync shell: drives validation flows with ``httpx.Client`` and thread single-flight."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+import httpx
+
+from .engine import Flow
+from .exchange import Fetch, HttpFailure, HttpOutcome, HttpRequest, ResponseReader
+from .models import TokenInfo
+from .transport import REQUEST_HEADERS, client_options, failure_reason
+
+__all__ = ["SyncShell"]
+
+T = TypeVar("T")
+
+
+class _Flight:
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+class ThreadFlights:
+    """Single-flight across threads: concurrent calls with one key run ``fn`` once and
+    all get its result. The lock is held only to join or leave, never during ``fn``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flights: dict[Hashable, _Flight] = {}
+
+    def run(self, key: Hashable, fn: Callable[[], T]) -> T:
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.value  # type: ignore[no-any-return]
+        try:
+            flight.value = fn()
+            return flight.value  # type: ignore[no-any-return]
+        except BaseException as error:
+            flight.error = error
+            raise
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
+
+
+class SyncShell:
+    """Performs the HTTP a flow asks for, once per key, with a bounded ``httpx.Client``."""
+
+    def __init__(self, timeout: float, client: httpx.Client | None = None) -> None:
+        self._timeout = timeout
+        self._client = client
+        self._owned = client is None
+        self._lock = threading.Lock()
+        self._flights = ThreadFlights()
+
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = httpx.Client(**client_options(self._timeout))
+        return self._client
+
+    def run(self, flow: Flow) -> TokenInfo:
+        """Drive ``flow`` to its end and return its TokenInfo (or let its error out)."""
+        try:
+            fetch = next(flow)
+            while True:
+                result = self._flights.run(fetch.key, functools.partial(self._fulfil, fetch))
+                fetch = flow.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    def _fulfil(self, fetch: Fetch) -> Any:
+        return fetch.complete(self.perform(fetch.build()))
+
+    def perform(self, request: HttpRequest) -> HttpOutcome:
+        """One bounded request: no redirects, identity encoding, size and time caps."""
+        client = self._http()
+        deadline = time.monotonic() + self._timeout
+        try:
+            built = client.build_request(
+                request.method,
+                request.url,
+                headers={**REQUEST_HEADERS, **request.headers},
+                data=request.form,
+                timeout=self._timeout,
+            )
+            response = client.send(built, stream=True, follow_redirects=False)
+            try:
+                reader = ResponseReader(request, response.status_code, response.headers, deadline)
+                failure = reader.check_head()
+                if failure is not None:
+                    return failure
+                for chunk in response.iter_raw():
+                    failure = reader.feed(chunk, time.monotonic())
+                    if failure is not None:
+                        return failure
+                return reader.response()
+            finally:
+                response.close()
+        except httpx.HTTPError as error:
+            return HttpFailure(failure_reason(error))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._owned and self._client is not None:
+                self._client.close()
+                self._client = None

@@ -1,0 +1,152 @@
+"""How the resource server authenticates to the introspection endpoint (RFC 7662 §2.1).
+
+Each method adds its credentials to the form fields and headers of a request that is
+otherwise already built. No I/O. Secrets are ``SecretStr`` so they never show in a repr.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Annotated, Any, Literal
+from urllib.parse import quote_plus
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+__all__ = ["BearerToken", "ClientAuth", "ClientSecretBasic", "ClientSecretPost", "PrivateKeyJWT"]
+
+
+def _secret_from_env(data: Any, field: str) -> Any:
+    """Config files may name an environment variable (``<field>_env``) instead of a secret."""
+    if isinstance(data, dict) and f"{field}_env" in data:
+        data = dict(data)
+        name = data.pop(f"{field}_env")
+        if field in data:
+            raise ValueError(f"give either {field} or {field}_env, not both")
+        if not isinstance(name, str) or name not in os.environ:
+            raise ValueError(f"environment variable {name!r} for {field} is not set")
+        data[field] = os.environ[name]
+    return data
+
+
+class _Auth(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def apply(self, form: dict[str, str], headers: dict[str, str], *, audience: str) -> None:
+        """Add this method's credentials to an introspection request."""
+        raise NotImplementedError
+
+
+class _ClientSecret(_Auth):
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+
+    def __init__(self, client_id: Any = None, client_secret: Any = None, /, **data: Any) -> None:
+        if client_id is not None:
+            data["client_id"] = client_id
+        if client_secret is not None:
+            data["client_secret"] = client_secret
+        super().__init__(**data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _env(cls, data: Any) -> Any:
+        return _secret_from_env(data, "client_secret")
+
+
+class ClientSecretBasic(_ClientSecret):
+    """HTTP Basic with the client id and secret, each form-urlencoded first
+    (RFC 6749 §2.3.1)."""
+
+    method: Literal["client_secret_basic"] = "client_secret_basic"
+
+    def apply(self, form: dict[str, str], headers: dict[str, str], *, audience: str) -> None:
+        user = quote_plus(self.client_id)
+        password = quote_plus(self.client_secret.get_secret_value())
+        encoded = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+        headers["Authorization"] = f"Basic {encoded}"
+
+
+class ClientSecretPost(_ClientSecret):
+    """Client id and secret in the request body (RFC 6749 §2.3.1)."""
+
+    method: Literal["client_secret_post"] = "client_secret_post"
+
+    def apply(self, form: dict[str, str], headers: dict[str, str], *, audience: str) -> None:
+        form["client_id"] = self.client_id
+        form["client_secret"] = self.client_secret.get_secret_value()
+
+
+class PrivateKeyJWT(_Auth):
+    """A client assertion JWT signed with the client's private key (RFC 7523 §2.2).
+
+    ``private_key`` is a PEM string. The assertion's ``aud`` is ``audience`` if set,
+    else the authorization server's issuer identifier; it lives ``assertion_lifetime``
+    seconds and carries a fresh ``jti``. Signing is done by authlib.
+    """
+
+    method: Literal["private_key_jwt"] = "private_key_jwt"
+    client_id: str = Field(min_length=1)
+    private_key: SecretStr
+    algorithm: Literal[
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"
+    ] = "RS256"
+    kid: str | None = None
+    audience: str | None = None
+    assertion_lifetime: int = Field(default=60, ge=10, le=600)
+
+    def __init__(self, client_id: Any = None, private_key: Any = None, /, **data: Any) -> None:
+        if client_id is not None:
+            data["client_id"] = client_id
+        if private_key is not None:
+            data["private_key"] = private_key
+        super().__init__(**data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _env(cls, data: Any) -> Any:
+        return _secret_from_env(data, "private_key")
+
+    def apply(self, form: dict[str, str], headers: dict[str, str], *, audience: str) -> None:
+        from authlib.oauth2.rfc7523 import private_key_jwt_sign
+
+        header = {"kid": self.kid} if self.kid else None
+        assertion = private_key_jwt_sign(
+            self.private_key.get_secret_value(),
+            self.client_id,
+            self.audience or audience,
+            alg=self.algorithm,
+            header=header,
+            expires_in=self.assertion_lifetime,
+        )
+        form["client_id"] = self.client_id
+        form["client_assertion_type"] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+        if isinstance(assertion, bytes):
+            assertion = assertion.decode("ascii")
+        form["client_assertion"] = str(assertion)
+
+
+class BearerToken(_Auth):
+    """A bearer credential for the introspection endpoint (RFC 7662 §2.1 allows any)."""
+
+    method: Literal["bearer"] = "bearer"
+    token: SecretStr
+
+    def __init__(self, token: Any = None, /, **data: Any) -> None:
+        if token is not None:
+            data["token"] = token
+        super().__init__(**data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _env(cls, data: Any) -> Any:
+        return _secret_from_env(data, "token")
+
+    def apply(self, form: dict[str, str], headers: dict[str, str], *, audience: str) -> None:
+        headers["Authorization"] = f"Bearer {self.token.get_secret_value()}"
+
+
+ClientAuth = Annotated[
+    ClientSecretBasic | ClientSecretPost | PrivateKeyJWT | BearerToken,
+    Field(discriminator="method"),
+]

@@ -1,0 +1,224 @@
+"""Configuration: issuers, per-audience policies and guard-wide settings.
+
+All are frozen pydantic models, so a configuration is checked once, up front, with
+errors that name the field; they can be built in code or loaded from a TOML file or a
+mapping (:func:`load_config`). Secrets may be given as ``<name>_env`` in a file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .algorithms import DEFAULT_ALGORITHMS, REGISTRY
+from .client_auth import ClientAuth
+from .errors import ConfigurationError
+from .urls import endpoint_problem
+
+__all__ = ["GuardConfig", "Issuer", "Mode", "Policy", "Settings", "load_config"]
+
+Mode = Literal["jwt", "introspect", "hybrid", "high_assurance"]
+
+
+class Issuer(BaseModel):
+    """An authorization server whose tokens may be trusted, and how to reach it.
+
+    ``issuer`` is the exact ``iss`` value. ``jwks_uri`` and ``introspection_endpoint``
+    default to what RFC 8414 / OpenID Connect discovery publishes for it (fetched only
+    when needed). ``client_auth`` is required to introspect. ``static_jwks`` adds keys
+    configured locally (the only place an HMAC ``oct`` key may come from).
+    ``allow_insecure_http`` permits ``http://`` URLs, and only on a loopback host.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    issuer: str
+    jwks_uri: str | None = None
+    introspection_endpoint: str | None = None
+    client_auth: ClientAuth | None = None
+    metadata_url: str | None = None
+    static_jwks: Mapping[str, Any] | None = None
+    allow_insecure_http: bool = False
+
+    def __init__(self, issuer: Any = None, /, **data: Any) -> None:
+        if issuer is not None:
+            data["issuer"] = issuer
+        super().__init__(**data)
+
+    @model_validator(mode="after")
+    def _check_urls(self) -> Issuer:
+        problem = endpoint_problem(
+            self.issuer, allow_insecure_http=self.allow_insecure_http, is_issuer=True
+        )
+        if problem:
+            raise ValueError(f"issuer {problem}")
+        for name in ("jwks_uri", "introspection_endpoint", "metadata_url"):
+            url = getattr(self, name)
+            if url is not None and (
+                problem := endpoint_problem(url, allow_insecure_http=self.allow_insecure_http)
+            ):
+                raise ValueError(f"{name} {problem}")
+        return self
+
+    def __repr__(self) -> str:
+        return f"Issuer({self.issuer!r})"
+
+
+class Policy(BaseModel):
+    """What one protected audience accepts.
+
+    Attributes:
+        name: how ``validate(token, policy=name)`` refers to it.
+        audience: the ``aud`` value a token must carry for this resource server.
+        issuers: the trusted issuers (default: every configured issuer).
+        algorithms: the JWS algorithms accepted (bound to key types; never ``none``).
+        required_scopes: scopes every token must carry (else 403 insufficient_scope).
+        mode: ``jwt`` (local only, opaque refused), ``introspect`` (always ask the AS),
+            ``hybrid`` (JWT locally, opaque by introspection) or ``high_assurance``
+            (JWT verified locally *and* introspected live; AS down means 503).
+        leeway: clock-skew allowance in seconds for ``exp``/``nbf``/``iat`` (at most 300).
+        accept_plain_jwt: also accept ``typ`` ``JWT`` or no ``typ`` (servers that do not
+            type their RFC 9068 tokens); ``at+jwt`` is always accepted.
+        introspection_issuer: which issuer opaque tokens are sent to, when the policy
+            trusts more than one that can introspect.
+        introspection_cache_ttl: how long an "active" introspection answer may be reused.
+        inactive_cache_ttl: how long an "inactive" answer may be reused.
+        high_assurance_cache_ttl: reuse of introspection answers under ``high_assurance``
+            (default 0: every call asks the AS).
+        verified_cache_ttl: how long a fully validated token is recognised again by hash.
+        require_introspection_audience: refuse introspection answers without ``aud``.
+        allow_sender_constrained: accept tokens bound by ``cnf`` (DPoP, mTLS); the
+            caller must then check the proof of possession against ``TokenInfo.cnf``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    issuers: tuple[str, ...] | None = None
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    required_scopes: tuple[str, ...] = ()
+    mode: Mode = "hybrid"
+    leeway: float = Field(default=60.0, ge=0, le=300)
+    accept_plain_jwt: bool = False
+    introspection_issuer: str | None = None
+    introspection_cache_ttl: float = Field(default=60.0, ge=0, le=3600)
+    inactive_cache_ttl: float = Field(default=10.0, ge=0, le=300)
+    high_assurance_cache_ttl: float = Field(default=0.0, ge=0, le=60)
+    verified_cache_ttl: float = Field(default=300.0, ge=0, le=3600)
+    require_introspection_audience: bool = False
+    allow_sender_constrained: bool = False
+
+    @field_validator("algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one algorithm is required")
+        unknown = [a for a in value if a not in REGISTRY]
+        if unknown:
+            raise ValueError(f"unsupported algorithms {unknown} (never 'none')")
+        return value
+
+    @field_validator("required_scopes")
+    @classmethod
+    def _scope_tokens(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not s or any(c.isspace() for c in s) for s in value):
+            raise ValueError("each required scope must be a non-empty string without spaces")
+        return value
+
+
+class Settings(BaseModel):
+    """Guard-wide bounds: timeouts, sizes, cache sizes and JWKS refresh behaviour."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    http_timeout: float = Field(default=5.0, gt=0, le=60)
+    max_token_length: int = Field(default=16384, ge=256, le=1_048_576)
+    max_jwks_bytes: int = Field(default=512 * 1024, ge=1024)
+    max_metadata_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_introspection_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_jwks_keys: int = Field(default=100, ge=1, le=10_000)
+    jwks_default_ttl: float = Field(default=3600.0, gt=0)
+    jwks_min_ttl: float = Field(default=60.0, ge=0)
+    jwks_max_ttl: float = Field(default=86400.0, gt=0)
+    jwks_refresh_cooldown: float = Field(default=15.0, ge=0)
+    jwks_stale_window: float = Field(default=6 * 3600.0, ge=0)
+    metadata_ttl: float = Field(default=86400.0, gt=0)
+    introspection_cache_size: int = Field(default=100_000, ge=0)
+    verified_cache_size: int = Field(default=100_000, ge=0)
+
+    @model_validator(mode="after")
+    def _ttl_bounds(self) -> Settings:
+        if self.jwks_min_ttl > self.jwks_max_ttl:
+            raise ValueError("jwks_min_ttl must not exceed jwks_max_ttl")
+        return self
+
+
+class GuardConfig(BaseModel):
+    """A whole guard configuration, checked for consistency between its parts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    issuers: tuple[Issuer, ...] = Field(min_length=1)
+    policies: tuple[Policy, ...] = Field(min_length=1)
+    settings: Settings = Settings()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GuardConfig:
+        known = [i.issuer for i in self.issuers]
+        if len(set(known)) != len(known):
+            raise ValueError("issuers must be unique")
+        names = [p.name for p in self.policies]
+        if len(set(names)) != len(names):
+            raise ValueError("policy names must be unique")
+        for policy in self.policies:
+            for iss in policy.issuers or ():
+                if iss not in known:
+                    raise ValueError(f"policy {policy.name!r} trusts unknown issuer {iss!r}")
+            if policy.introspection_issuer is not None and policy.introspection_issuer not in (
+                policy.issuers or known
+            ):
+                raise ValueError(
+                    f"policy {policy.name!r}: introspection_issuer is not one of its issuers"
+                )
+        return self
+
+
+def _describe(error: ValidationError) -> str:
+    # Never echo input values: they may be secrets.
+    parts = []
+    for item in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "config"
+        parts.append(f"{where}: {item['msg']}")
+    return "invalid tokenguard configuration: " + "; ".join(parts)
+
+
+def build_config(**data: Any) -> GuardConfig:
+    """Validate configuration data, raising :class:`ConfigurationError` with every problem."""
+    try:
+        return GuardConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigurationError(_describe(error)) from None
+
+
+def load_config(source: str | Path | Mapping[str, Any]) -> GuardConfig:
+    """Load a configuration from a TOML file path or a mapping.
+
+    The TOML layout is ``[settings]``, ``[[issuers]]`` and ``[[policies]]`` tables with
+    the fields of :class:`Settings`, :class:`Issuer` and :class:`Policy`; a client
+    secret can be given as ``client_secret_env = "VARIABLE"``.
+    """
+    if isinstance(source, Mapping):
+        data = dict(source)
+    else:
+        try:
+            data = tomllib.loads(Path(source).read_text(encoding="utf-8"))
+        except OSError as error:
+            raise ConfigurationError(f"cannot read configuration file: {error.strerror}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigurationError(f"configuration file is not valid TOML: {error}") from None
+    return build_config(**data)

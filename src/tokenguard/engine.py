@@ -1,0 +1,349 @@
+"""The validation flow, written once. No I/O.
+
+:meth:`Engine.start` either answers at once (a token already validated for this
+policy) or returns a generator: the flow of one validation, which yields a
+:class:`~tokenguard.exchange.Fetch` whenever it needs the network and otherwise runs
+the steps of ``docs/architecture.md`` as plain function calls. The sync and async
+shells drive the same generator, so every rule lives here exactly once.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import logging
+import time
+from collections.abc import Generator
+from typing import Any
+
+from .caches import IntrospectionCache, VerifiedCache, token_digest
+from .claims import (
+    Claims,
+    check_audience,
+    check_binding,
+    check_times,
+    read_claims,
+    to_token_info,
+)
+from .config import GuardConfig, Policy
+from .detect import detect
+from .discovery import Metadata
+from .errors import (
+    ConfigurationError,
+    InsufficientScope,
+    InvalidSignature,
+    MalformedToken,
+    MissingToken,
+    TokenGuardError,
+    UntrustedIssuer,
+    ValidationUnavailable,
+)
+from .exchange import Fetch, HttpOutcome, HttpRequest, HttpResponse
+from .introspection import IntrospectionRecord, build_request, check_record, read_response
+from .jose import JWS, check_typ, parse_jws, verify_signature
+from .jwks import VerificationKey
+from .models import TokenInfo
+from .policy import IssuerRuntime, PolicyRuntime, Route, compile_config, route
+from .urls import well_known_urls
+
+__all__ = ["Engine", "Flow"]
+
+log = logging.getLogger("tokenguard")
+
+Flow = Generator[Fetch, Any, TokenInfo]
+
+_JWKS_ACCEPT = {"Accept": "application/jwk-set+json, application/json"}
+_METADATA_ACCEPT = {"Accept": "application/json"}
+
+
+class Engine:
+    """Configuration, key and cache state, and the validation flow over them."""
+
+    def __init__(self, config: GuardConfig) -> None:
+        self.config = config
+        self.settings = config.settings
+        self.issuers, self.policies = compile_config(config)
+        runtimes = self.policies.values()
+        self.introspection_cache = IntrospectionCache(
+            self.settings.introspection_cache_size,
+            max_active_ttl=max(p.active_cache_age for p in runtimes),
+            max_inactive_ttl=max(p.inactive_cache_age for p in runtimes),
+        )
+        self.verified_cache = VerifiedCache(self.settings.verified_cache_size)
+        self._default = next(iter(self.policies.values())) if len(self.policies) == 1 else None
+
+    # -- entry points ---------------------------------------------------------------
+
+    def policy(self, ref: str | Policy | None) -> PolicyRuntime:
+        """The compiled policy for a name (or a configured :class:`Policy`)."""
+        if ref is None:
+            if self._default is None:
+                raise ConfigurationError("several policies are configured: name one")
+            return self._default
+        name = ref.name if isinstance(ref, Policy) else ref
+        runtime = self.policies.get(name) if isinstance(name, str) else None
+        if runtime is None or (isinstance(ref, Policy) and runtime.config != ref):
+            raise ConfigurationError("unknown policy")
+        return runtime
+
+    def digest(self, token: object) -> bytes:
+        """Check the token is a string of acceptable length; return its cache identity."""
+        if token is None or token == "":
+            raise MissingToken()
+        if not isinstance(token, str):
+            raise MalformedToken("The access token must be a string")
+        if len(token) > self.settings.max_token_length:
+            raise MalformedToken("The access token is too long")
+        return token_digest(token)
+
+    def start(self, token: object, policy: str | Policy | None) -> TokenInfo | Flow:
+        """A cached answer, or the flow that will produce one."""
+        runtime = self.policy(policy)
+        digest = self.digest(token)
+        now = time.time()
+        if runtime.verified_cache_ttl:
+            cached = self.verified_cache.get(digest, runtime.name, now)
+            if cached is not None:
+                return cached
+        assert isinstance(token, str)
+        return self._flow(token, digest, runtime, now)
+
+    def forget(self, token: str) -> None:
+        """Drop every cached answer about ``token`` (e.g. after a revocation signal)."""
+        digest = token_digest(token)
+        self.verified_cache.forget(digest, self.policies)
+        self.introspection_cache.forget(digest, self.issuers)
+
+    # -- the flow -------------------------------------------------------------------
+
+    def _flow(self, token: str, digest: bytes, policy: PolicyRuntime, now: float) -> Flow:
+        path = route(detect(token), policy)
+        introspected: IntrospectionRecord | None = None
+        was_cached = False
+        if path is Route.INTROSPECT:
+            issuer = policy.introspector
+            assert issuer is not None  # route() never introspects without one
+            introspected, was_cached = yield from self._introspect(issuer, token, digest, policy, now)
+            claims = self._check_introspected(introspected, issuer, policy, now)
+            info = to_token_info(
+                claims, source="introspection", issuer=issuer.issuer, token_type=claims.token_type
+            )
+        else:
+            jws = parse_jws(token, policy.algorithms)
+            claims, issuer = self._check_jwt_claims(jws, policy, now)
+            keys = yield from self._keys(issuer, jws, now)
+            if not keys:
+                raise InvalidSignature("No trusted key matches the token")
+            verify_signature(jws, keys)
+            source: Any = "jwt"
+            if path is Route.BOTH:
+                introspected, was_cached = yield from self._introspect(
+                    issuer, token, digest, policy, now
+                )
+                self._check_introspected(introspected, issuer, policy, now)
+                source = "jwt+introspection"
+            info = to_token_info(claims, source=source, issuer=issuer.issuer, token_type=jws.typ)
+
+        # Authorisation last, so an expired token is reported as expired.
+        if not policy.required_scopes <= info.scopes:
+            raise InsufficientScope(policy.required_scopes)
+        self._remember(info, digest, policy, claims, introspected, now)
+        if was_cached:
+            info = info.model_copy(update={"cached": True})
+        return info
+
+    def _check_jwt_claims(
+        self, jws: JWS, policy: PolicyRuntime, now: float
+    ) -> tuple[Claims, IssuerRuntime]:
+        """Every claim check that needs no key: run before any network call, so a token
+        that cannot pass (wrong issuer, expired, wrong audience) never causes a fetch."""
+        config = policy.config
+        check_typ(jws.typ, accept_plain_jwt=config.accept_plain_jwt)
+        claims = read_claims(jws.claims)
+        # iss only selects among the policy's trusted issuers; it never adds one.
+        issuer = policy.issuers.get(claims.issuer) if claims.issuer is not None else None
+        if issuer is None:
+            raise UntrustedIssuer()
+        check_times(
+            claims, now, policy.leeway, require_exp=True, require_iat=not config.accept_plain_jwt
+        )
+        check_audience(claims, policy.audience, required=True)
+        check_binding(claims, allow_sender_constrained=config.allow_sender_constrained)
+        return claims, issuer
+
+    def _check_introspected(
+        self,
+        record: IntrospectionRecord,
+        issuer: IssuerRuntime,
+        policy: PolicyRuntime,
+        now: float,
+    ) -> Claims:
+        config = policy.config
+        return check_record(
+            record,
+            issuer=issuer.issuer,
+            audience=policy.audience,
+            leeway=policy.leeway,
+            require_audience=config.require_introspection_audience,
+            allow_sender_constrained=config.allow_sender_constrained,
+            now=now,
+        )
+
+    def _remember(
+        self,
+        info: TokenInfo,
+        digest: bytes,
+        policy: PolicyRuntime,
+        claims: Claims,
+        introspected: IntrospectionRecord | None,
+        now: float,
+    ) -> None:
+        """Put a validated token in the verified cache, bounded by its exp (+ leeway),
+        the policy's verified-cache TTL and, if introspected, the introspection bound."""
+        if not policy.verified_cache_ttl:
+            return
+        not_after = now + policy.verified_cache_ttl
+        if claims.exp is not None:
+            not_after = min(not_after, claims.exp + policy.leeway)
+        if introspected is not None:
+            not_after = min(not_after, introspected.fetched_at + policy.active_cache_age)
+        self.verified_cache.put(digest, policy.name, info, not_after, now)
+
+    # -- the steps that may need the network ----------------------------------------
+
+    def _keys(
+        self, issuer: IssuerRuntime, jws: JWS, now: float
+    ) -> Generator[Fetch, Any, tuple[VerificationKey, ...]]:
+        """Keys that may verify this token: static ones, then the (maybe refreshed) JWKS."""
+        alg, kid = jws.algorithm.name, jws.kid
+        static = issuer.static.candidates(alg, kid) if issuer.static else ()
+        state = issuer.jwks
+        if state is None:
+            return static
+        if state.wants_fetch(now, alg, kid):
+            yield from self._fetch_jwks(issuer, now)
+        keyset = state.usable(now)
+        if keyset is None:
+            if static:
+                return static
+            raise ValidationUnavailable("The issuer's signing keys are unavailable")
+        return static + keyset.candidates(alg, kid)
+
+    def _fetch_jwks(self, issuer: IssuerRuntime, now: float) -> Generator[Fetch, Any, None]:
+        state = issuer.jwks
+        assert state is not None
+        uri = issuer.config.jwks_uri
+        if uri is None:
+            metadata = yield from self._metadata(issuer, now)
+            uri = metadata.jwks_uri if metadata else None
+            if uri is None:
+                if metadata is not None:
+                    log.error("metadata of %s publishes no jwks_uri", issuer.issuer)
+                state.absorb(None, None, now)
+                return
+
+        def complete(outcome: HttpOutcome) -> None:
+            document = None
+            cache_control = None
+            if isinstance(outcome, HttpResponse) and outcome.status == 200:
+                cache_control = outcome.header("cache-control")
+                try:
+                    parsed = json.loads(outcome.body)
+                except (ValueError, RecursionError):
+                    parsed = None
+                document = parsed if isinstance(parsed, dict) else None
+            if document is None:
+                log.warning("JWKS of %s could not be fetched: %s", issuer.issuer, _why(outcome))
+            state.absorb(document, cache_control, now)
+
+        request = HttpRequest(
+            "GET", uri, max_bytes=self.settings.max_jwks_bytes, headers=_JWKS_ACCEPT
+        )
+        yield Fetch(key=("jwks", issuer.issuer), build=lambda: request, complete=complete)
+
+    def _metadata(self, issuer: IssuerRuntime, now: float) -> Generator[Fetch, Any, Metadata | None]:
+        """The issuer's metadata: cached, or discovered (RFC 8414 first, then OIDC)."""
+        state = issuer.metadata
+        if not state.wants_fetch(now):
+            return state.metadata
+        configured = issuer.config.metadata_url
+        urls = (configured,) if configured else well_known_urls(issuer.issuer)
+        for url in urls:
+            request = HttpRequest(
+                "GET", url, max_bytes=self.settings.max_metadata_bytes, headers=_METADATA_ACCEPT
+            )
+            usable = yield Fetch(
+                key=("metadata", url),
+                build=functools.partial(_same, request),
+                complete=functools.partial(state.absorb, now=now),
+            )
+            if usable:
+                break
+        else:
+            state.failed(now)
+        return state.metadata
+
+    def _introspect(
+        self,
+        issuer: IssuerRuntime,
+        token: str,
+        digest: bytes,
+        policy: PolicyRuntime,
+        now: float,
+    ) -> Generator[Fetch, Any, tuple[IntrospectionRecord, bool]]:
+        """What the issuer says about the token: from the cache if this policy allows
+        an answer that old, else asked once however many validations wait for it."""
+        if policy.active_cache_age or policy.inactive_cache_age:
+            record = self.introspection_cache.get(
+                issuer.issuer,
+                digest,
+                now,
+                max_active_age=policy.active_cache_age,
+                max_inactive_age=policy.inactive_cache_age,
+            )
+            if record is not None:
+                return record, True
+        client_auth = issuer.config.client_auth
+        assert client_auth is not None  # policies only introspect with client_auth
+        endpoint = issuer.config.introspection_endpoint
+        if endpoint is None:
+            metadata = yield from self._metadata(issuer, now)
+            if metadata is None:
+                raise ValidationUnavailable("The authorization server metadata is unavailable")
+            endpoint = metadata.introspection_endpoint
+            if endpoint is None:
+                raise ConfigurationError("the issuer publishes no introspection_endpoint")
+
+        def build() -> HttpRequest:
+            return build_request(
+                endpoint,
+                token,
+                client_auth,
+                issuer=issuer.issuer,
+                max_bytes=self.settings.max_introspection_bytes,
+            )
+
+        def complete(outcome: HttpOutcome) -> IntrospectionRecord | TokenGuardError:
+            result = read_response(outcome, now)
+            if isinstance(result, IntrospectionRecord):
+                self.introspection_cache.put(issuer.issuer, digest, result)
+                if not result.active:
+                    # A revocation signal: no policy may keep serving this token.
+                    self.verified_cache.forget(digest, self.policies)
+            return result
+
+        result = yield Fetch(key=("introspect", issuer.issuer, digest), build=build, complete=complete)
+        if isinstance(result, TokenGuardError):
+            raise copy.copy(result)  # the flight's error is shared; raise a fresh one
+        return result, False
+
+
+def _same(request: HttpRequest) -> HttpRequest:
+    return request
+
+
+def _why(outcome: HttpOutcome) -> str:
+    if isinstance(outcome, HttpResponse):
+        return f"HTTP {outcome.status}" if outcome.status != 200 else "not a JSON object"
+    return outcome.reason

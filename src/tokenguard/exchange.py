@@ -1,0 +1,97 @@
+"""What the core asks the shells to do over HTTP, and what they hand back. No I/O.
+
+The validation flow is a generator: when it needs the network it yields a
+:class:`Fetch`; a shell (sync or async) performs the request once per ``key`` even when
+many validations need it at the same moment, passes the outcome to ``Fetch.complete``
+(core code that updates caches), and sends the value ``complete`` returned back into
+every waiting flow. The request is only built (``build``) by the flow that performs it,
+so a stampede of waiters does not, say, sign a client assertion each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Fetch", "HttpFailure", "HttpOutcome", "HttpRequest", "HttpResponse", "ResponseReader"]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """A request to make. ``headers`` and ``form`` may hold credentials or a token:
+    they are excluded from the repr."""
+
+    method: str
+    url: str
+    max_bytes: int
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    form: Mapping[str, str] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """A complete response whose body fitted within the request's ``max_bytes``."""
+
+    status: int
+    headers: Mapping[str, str]  # names lower-cased
+    body: bytes = field(repr=False)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    @property
+    def media_type(self) -> str:
+        return (self.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class HttpFailure:
+    """The request produced no usable response (``reason`` is safe to log)."""
+
+    reason: str
+
+
+HttpOutcome = HttpResponse | HttpFailure
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """One network need of a validation flow, shared by every flow with the same ``key``."""
+
+    key: Hashable
+    build: Callable[[], HttpRequest] = field(repr=False)
+    complete: Callable[[HttpOutcome], Any] = field(repr=False)
+
+
+class ResponseReader:
+    """The rules for receiving a response, shared by both shells: identity encoding
+    only (no decompression bombs), at most ``max_bytes``, done before ``deadline``
+    (a monotonic time, so a server dribbling bytes cannot hold a request open)."""
+
+    def __init__(self, request: HttpRequest, status: int, headers: Mapping[str, str], deadline: float) -> None:
+        self._max = request.max_bytes
+        self._deadline = deadline
+        self._status = status
+        self._headers = {name.lower(): value for name, value in headers.items()}
+        self._body = bytearray()
+
+    def check_head(self) -> HttpFailure | None:
+        encoding = self._headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            return HttpFailure("compressed response refused")
+        length = self._headers.get("content-length")
+        if length is not None and (not length.strip().isdigit() or int(length) > self._max):
+            return HttpFailure("response too large")
+        return None
+
+    def feed(self, chunk: bytes, now: float) -> HttpFailure | None:
+        self._body += chunk
+        if len(self._body) > self._max:
+            return HttpFailure("response too large")
+        if now > self._deadline:
+            return HttpFailure("response too slow")
+        return None
+
+    def response(self) -> HttpResponse:
+        return HttpResponse(self._status, self._headers, bytes(self._body))

@@ -1,0 +1,136 @@
+"""TokenGuard: the object a resource server holds to validate access tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from ._async import AsyncShell
+from ._sync import SyncShell
+from .config import GuardConfig, Issuer, Policy, Settings, build_config, load_config
+from .engine import Engine
+from .models import TokenInfo
+
+__all__ = ["TokenGuard"]
+
+
+class TokenGuard:
+    """Validates OAuth 2.0 access tokens against per-audience policies.
+
+    JWTs (RFC 9068) are verified locally against the issuer's JWKS; opaque tokens are
+    introspected (RFC 7662); ``high_assurance`` policies do both. Sync (:meth:`validate`)
+    and async (:meth:`avalidate`) share one configuration, one set of caches and one
+    set of rules. The guard owns the HTTP clients it creates; pass ``http_client`` /
+    ``async_http_client`` to use your own (tokenguard still refuses redirects,
+    compression and oversized or slow answers on them).
+
+    Example::
+
+        guard = TokenGuard(
+            issuers=[Issuer("https://as.example.com", client_auth=ClientSecretBasic("id", "secret"))],
+            policies=[Policy(name="orders", audience="urn:orders", required_scopes=["orders:read"])],
+        )
+        info = guard.validate(token, policy="orders")
+    """
+
+    def __init__(
+        self,
+        issuers: Iterable[Issuer | Mapping[str, Any]],
+        policies: Iterable[Policy | Mapping[str, Any]],
+        *,
+        settings: Settings | Mapping[str, Any] | None = None,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        data: dict[str, Any] = {"issuers": tuple(issuers), "policies": tuple(policies)}
+        if settings is not None:
+            data["settings"] = settings
+        self._init(build_config(**data), http_client, async_http_client)
+
+    def _init(
+        self,
+        config: GuardConfig,
+        http_client: httpx.Client | None,
+        async_http_client: httpx.AsyncClient | None,
+    ) -> None:
+        self._engine = Engine(config)
+        timeout = config.settings.http_timeout
+        self._sync = SyncShell(timeout, http_client)
+        self._async = AsyncShell(timeout, async_http_client)
+
+    @classmethod
+    def from_config(
+        cls,
+        source: str | Path | Mapping[str, Any],
+        *,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
+    ) -> Self:
+        """Build a guard from a TOML file or a mapping (see :func:`tokenguard.load_config`)."""
+        guard = cls.__new__(cls)
+        guard._init(load_config(source), http_client, async_http_client)
+        return guard
+
+    @property
+    def config(self) -> GuardConfig:
+        """The validated configuration."""
+        return self._engine.config
+
+    def validate(self, token: str, policy: str | Policy | None = None) -> TokenInfo:
+        """Validate ``token`` under ``policy`` (a policy name; optional if only one is
+        configured). Returns a :class:`TokenInfo` or raises a
+        :class:`~tokenguard.TokenGuardError` subclass carrying the HTTP status."""
+        step = self._engine.start(token, policy)
+        if isinstance(step, TokenInfo):
+            return step
+        return self._sync.run(step)
+
+    async def avalidate(self, token: str, policy: str | Policy | None = None) -> TokenInfo:
+        """The async twin of :meth:`validate`: same rules, same caches."""
+        step = self._engine.start(token, policy)
+        if isinstance(step, TokenInfo):
+            return step
+        return await self._async.run(step)
+
+    def forget(self, token: str) -> None:
+        """Drop every cached answer about ``token`` (for example on a revocation event)."""
+        self._engine.forget(token)
+
+    def close(self) -> None:
+        """Close the sync HTTP client the guard created (not one you passed in)."""
+        self._sync.close()
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients the guard created (not ones you passed in)."""
+        await self._async.aclose()
+        self._sync.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        issuers = [i.issuer for i in self._engine.config.issuers]
+        return f"TokenGuard(issuers={issuers!r}, policies={list(self._engine.policies)!r})"

@@ -1,0 +1,204 @@
+"""JSON Web Key Sets: which keys can verify, and when to fetch the set again. No I/O.
+
+A key set is fetched by a shell; this module decides whether a fetch is due (the set
+is missing or expired, or a token names an unknown ``kid`` and the refresh cooldown
+has passed), turns a response into usable keys, and keeps the last good set through
+an outage for a bounded stale window.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .algorithms import REGISTRY
+from .config import Settings
+
+__all__ = ["JwksState", "KeySet", "VerificationKey", "max_age", "parse_jwks"]
+
+log = logging.getLogger("tokenguard.jwks")
+
+_MIN_RSA_BITS = 2048
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
+_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d{1,10})\"?\s*(?:,|$)", re.IGNORECASE)
+_NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-cache|no-store)\s*(?:,|$)", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKey:
+    """A public (or locally configured symmetric) key bound to the algorithms it may verify."""
+
+    kid: str | None
+    kty: str
+    algorithms: frozenset[str]
+    key: Any = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    """The usable keys of one JWKS, indexed for selection by ``kid`` and algorithm."""
+
+    keys: tuple[VerificationKey, ...]
+
+    def candidates(self, alg: str, kid: str | None) -> tuple[VerificationKey, ...]:
+        """Keys that may verify ``alg``; with a ``kid``, only keys of that exact ``kid``.
+
+        A token without ``kid`` is tried against every key fitting its algorithm (many
+        servers publish a single key and omit ``kid``); the set size is bounded.
+        """
+        return tuple(
+            k for k in self.keys if alg in k.algorithms and (kid is None or k.kid == kid)
+        )
+
+
+def _usable_key(jwk: Any, *, allow_symmetric: bool) -> VerificationKey | None:
+    """Turn one JWK into a verification key, or None if it cannot safely verify."""
+    if not isinstance(jwk, dict):
+        return None
+    kty, crv, alg, kid = jwk.get("kty"), jwk.get("crv"), jwk.get("alg"), jwk.get("kid")
+    if not isinstance(kty, str) or (crv is not None and not isinstance(crv, str)):
+        return None
+    if kid is not None and not isinstance(kid, str):
+        return None
+    use = jwk.get("use")
+    if use is not None and use != "sig":
+        return None
+    ops = jwk.get("key_ops")
+    if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
+        return None
+    if kty == "oct":
+        if not allow_symmetric:
+            return None  # a symmetric key in a published key set is never trusted
+    elif _PRIVATE_MEMBERS.intersection(jwk):
+        return None  # a published set must not carry private keys; refuse, don't guess
+    algorithms = frozenset(name for name, a in REGISTRY.items() if a.fits(kty, crv))
+    if alg is not None:
+        algorithms = algorithms & {alg} if isinstance(alg, str) else frozenset()
+    if not algorithms:
+        return None
+    try:
+        key = jwt.PyJWK(jwk, algorithm=min(algorithms)).key
+    except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError):
+        return None
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < _MIN_RSA_BITS:
+        return None
+    if kty == "oct" and (not isinstance(key, bytes) or len(key) < 32):
+        return None  # RFC 7518 §3.2: an HMAC key at least as long as the hash output
+    return VerificationKey(kid=kid, kty=kty, algorithms=algorithms, key=key)
+
+
+def parse_jwks(
+    document: Mapping[str, Any], *, max_keys: int, allow_symmetric: bool = False
+) -> KeySet:
+    """The usable keys of a JWKS document (RFC 7517 §5). Unusable keys are skipped:
+    ``use`` other than ``sig``, ``key_ops`` without ``verify``, RSA under 2048 bits,
+    unknown ``kty``/``crv``, private members, symmetric keys from the network.
+    Raises ValueError if the document is not a key set."""
+    keys = document.get("keys")
+    if not isinstance(keys, list):
+        raise ValueError("not a JWK Set")
+    usable = (_usable_key(k, allow_symmetric=allow_symmetric) for k in keys[:max_keys])
+    return KeySet(tuple(k for k in usable if k is not None))
+
+
+def max_age(cache_control: str | None, settings: Settings) -> float:
+    """Key-set lifetime from ``Cache-Control``, clamped to the configured bounds."""
+    ttl = settings.jwks_default_ttl
+    if cache_control:
+        if _NO_CACHE.search(cache_control):
+            ttl = settings.jwks_min_ttl
+        elif match := _MAX_AGE.search(cache_control):
+            ttl = float(match.group(1))
+    return min(max(ttl, settings.jwks_min_ttl), settings.jwks_max_ttl)
+
+
+class JwksState:
+    """The key set of one issuer and the timing rules around refreshing it.
+
+    Thread-safe: the state is replaced under a short lock (never held across I/O).
+    """
+
+    def __init__(self, issuer: str, settings: Settings) -> None:
+        self.issuer = issuer
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._keys: KeySet | None = None
+        self._fresh_until = 0.0
+        self._last_attempt: float | None = None
+        self._failed = False
+        self._stale_logged = False
+        self.fetches = 0
+
+    def wants_fetch(self, now: float, alg: str, kid: str | None) -> bool:
+        """Whether a token with this ``alg``/``kid`` should cause a fetch now."""
+        with self._lock:
+            cooled = (
+                self._last_attempt is None
+                or now >= self._last_attempt + self._settings.jwks_refresh_cooldown
+            )
+            if self._keys is None or now >= self._fresh_until:
+                # Missing or expired: fetch, unless a fetch just failed (then back off).
+                return not self._failed or cooled
+            if self._keys.candidates(alg, kid):
+                return False
+            # Unknown kid: maybe the server rotated. At most one refresh per cooldown,
+            # so tokens with random kids cannot make us hammer the server.
+            return cooled
+
+    def absorb(self, document: Mapping[str, Any] | None, cache_control: str | None, now: float) -> None:
+        """Record a fetch: a parsed JWKS document, or None for a failed fetch."""
+        keys: KeySet | None = None
+        if document is not None:
+            try:
+                keys = parse_jwks(document, max_keys=self._settings.max_jwks_keys)
+            except ValueError:
+                keys = None
+            if keys is not None and not keys.keys:
+                log.warning("JWKS of %s has no usable key; keeping the previous keys", self.issuer)
+                keys = None
+        with self._lock:
+            self.fetches += 1
+            self._last_attempt = now
+            if keys is None:
+                self._failed = True
+                self._stale_logged = False
+                return
+            self._keys = keys
+            self._fresh_until = now + max_age(cache_control, self._settings)
+            self._failed = False
+        log.info("JWKS of %s refreshed: %d usable keys", self.issuer, len(keys.keys))
+
+    def usable(self, now: float) -> KeySet | None:
+        """The key set to verify with now: fresh, or last-known-good within the stale
+        window (logged), or None when there is nothing trustworthy."""
+        with self._lock:
+            keys = self._keys
+            if keys is None:
+                return None
+            if now < self._fresh_until:
+                return keys
+            if now >= self._fresh_until + self._settings.jwks_stale_window:
+                return None
+            first = not self._stale_logged
+            self._stale_logged = True
+        if first:
+            log.warning(
+                "JWKS of %s could not be refreshed; using last-known-good keys (%.0fs stale)",
+                self.issuer,
+                now - self._fresh_until,
+            )
+        return keys
+
+
+def static_keyset(document: Mapping[str, Any] | None, *, max_keys: int) -> KeySet | None:
+    """Locally configured keys (``Issuer.static_jwks``); symmetric keys allowed here."""
+    if document is None:
+        return None
+    return parse_jwks(document, max_keys=max_keys, allow_symmetric=True)

@@ -1,0 +1,94 @@
+"""TokenInfo: what a validated access token says, whichever path validated it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, field_serializer
+
+from .errors import InsufficientScope
+
+__all__ = ["TokenInfo", "TokenSource"]
+
+TokenSource = Literal["jwt", "introspection", "jwt+introspection"]
+
+
+class TokenInfo(BaseModel):
+    """An access token that passed validation, and what it allows.
+
+    Immutable: the model is frozen and ``claims`` is a read-only view, so an instance
+    can be shared safely between requests and cached. ``source`` says which path
+    validated the token (``"jwt+introspection"``: verified locally and confirmed live by
+    the authorization server); ``cached`` says whether this answer came from a cache.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    active: bool = True
+    subject: str | None = None
+    client_id: str | None = None
+    username: str | None = None
+    scopes: frozenset[str] = frozenset()
+    audience: tuple[str, ...] = ()
+    issuer: str | None = None
+    expires_at: datetime | None = None
+    issued_at: datetime | None = None
+    not_before: datetime | None = None
+    token_id: str | None = None
+    token_type: str | None = None
+    cnf: Mapping[str, Any] | None = None
+    acr: str | None = None
+    amr: tuple[str, ...] | None = None
+    auth_time: datetime | None = None
+    claims: Mapping[str, Any] = MappingProxyType({})
+    source: TokenSource = "jwt"
+    cached: bool = False
+
+    @field_serializer("claims", "cnf")
+    def _plain_mapping(self, value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else _thaw(value)
+
+    def has_scopes(self, *scopes: str) -> bool:
+        """True if the token carries every one of ``scopes``."""
+        return self.scopes.issuperset(scopes)
+
+    def require_scopes(self, *scopes: str) -> None:
+        """Raise :class:`InsufficientScope` (403) naming the scopes the token lacks."""
+        missing = set(scopes) - self.scopes
+        if missing:
+            raise InsufficientScope(scopes)
+
+    def __repr__(self) -> str:
+        # Claims may hold personal data; keep reprs (and so logs of them) short.
+        return (
+            f"TokenInfo(source={self.source!r}, issuer={self.issuer!r}, "
+            f"subject={self.subject!r}, client_id={self.client_id!r}, "
+            f"scopes={sorted(self.scopes)!r}, expires_at={self.expires_at!r}, cached={self.cached})"
+        )
+
+    __str__ = __repr__
+
+
+def freeze(value: Any) -> Any:
+    """A deep read-only copy of a JSON value: dicts become mapping proxies, lists tuples."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def scopes_of(values: Iterable[str]) -> frozenset[str]:
+    """Scopes as a frozenset, ignoring empty strings."""
+    return frozenset(v for v in values if v)
