@@ -7,11 +7,11 @@ tokens are introspected (RFC 7662); both give one immutable :class:`TokenInfo` o
 
 __version__ = "0.1.0"
 
-from .bearer import bearer_token  # noqa: E402
-from .client_auth import BearerToken, ClientSecretBasic, ClientSecretPost, PrivateKeyJWT  # noqa: E402
-from .config import GuardConfig, Issuer, Mode, Policy, Settings, load_config  # noqa: E402
-from .detect import TokenFormat, detect  # noqa: E402
-from .errors import (  # noqa: E402
+from .bearer import bearer_token
+from .client_auth import BearerToken, ClientSecretBasic, ClientSecretPost, PrivateKeyJWT
+from .config import GuardConfig, Issuer, Mode, Policy, Settings, load_config
+from .detect import TokenFormat, detect
+from .errors import (
     ConfigurationError,
     ExpiredToken,
     InactiveToken,
@@ -29,8 +29,8 @@ from .errors import (  # noqa: E402
     UntrustedIssuer,
     ValidationUnavailable,
 )
-from .guard import TokenGuard  # noqa: E402
-from .models import TokenInfo  # noqa: E402
+from .guard import TokenGuard
+from .models import TokenInfo
 
 __all__ = [
     "BearerToken",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, TypeVar
@@ -36,7 +37,7 @@ class TaskFlights:
             task = loop.create_task(start())
             self._flights[key] = task
             task.add_done_callback(lambda done: self._leave(key, done))
-        return await asyncio.shield(task)  # type: ignore[no-any-return]
+        return await asyncio.shield(task)
 
     def _leave(self, key: Hashable, task: asyncio.Task[Any]) -> None:
         if self._flights.get(key) is task:
@@ -64,7 +65,7 @@ class AsyncShell:
         try:
             fetch = next(flow)
             while True:
-                result = await self._flights.run(fetch.key, lambda f=fetch: self._fulfil(f))
+                result = await self._flights.run(fetch.key, functools.partial(self._fulfil, fetch))
                 fetch = flow.send(result)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]

@@ -65,7 +65,13 @@ class IntrospectionCache:
             self._cache[(issuer, digest)] = (until, record)
 
     def get(
-        self, issuer: str, digest: bytes, now: float, *, max_active_age: float, max_inactive_age: float
+        self,
+        issuer: str,
+        digest: bytes,
+        now: float,
+        *,
+        max_active_age: float,
+        max_inactive_age: float,
     ) -> IntrospectionRecord | None:
         """A record no older than the asking policy allows, or None."""
         with self._lock:
@@ -110,7 +116,9 @@ class VerifiedCache:
             del self._cache[key]
         return None
 
-    def put(self, digest: bytes, policy: str, info: TokenInfo, not_after: float, now: float) -> None:
+    def put(
+        self, digest: bytes, policy: str, info: TokenInfo, not_after: float, now: float
+    ) -> None:
         if not self._enabled or not_after <= now:
             return
         cached = info.model_copy(update={"cached": True})

@@ -52,7 +52,9 @@ def parse_metadata(outcome: HttpOutcome, issuer: Issuer) -> Metadata:
         ):
             raise ValueError(f"{name} is not an acceptable URL")
         found[name] = url
-    return Metadata(jwks_uri=found["jwks_uri"], introspection_endpoint=found["introspection_endpoint"])
+    return Metadata(
+        jwks_uri=found["jwks_uri"], introspection_endpoint=found["introspection_endpoint"]
+    )
 
 
 class MetadataState:

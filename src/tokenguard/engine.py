@@ -124,7 +124,9 @@ class Engine:
         if path is Route.INTROSPECT:
             issuer = policy.introspector
             assert issuer is not None  # route() never introspects without one
-            introspected, was_cached = yield from self._introspect(issuer, token, digest, policy, now)
+            introspected, was_cached = yield from self._introspect(
+                issuer, token, digest, policy, now
+            )
             claims = self._check_introspected(introspected, issuer, policy, now)
             info = to_token_info(
                 claims, source="introspection", issuer=issuer.issuer, token_type=claims.token_type
@@ -262,7 +264,9 @@ class Engine:
         )
         yield Fetch(key=("jwks", issuer.issuer), build=lambda: request, complete=complete)
 
-    def _metadata(self, issuer: IssuerRuntime, now: float) -> Generator[Fetch, Any, Metadata | None]:
+    def _metadata(
+        self, issuer: IssuerRuntime, now: float
+    ) -> Generator[Fetch, Any, Metadata | None]:
         """The issuer's metadata: cached, or discovered (RFC 8414 first, then OIDC)."""
         state = issuer.metadata
         if not state.wants_fetch(now):
@@ -333,7 +337,9 @@ class Engine:
                     self.verified_cache.forget(digest, self.policies)
             return result
 
-        result = yield Fetch(key=("introspect", issuer.issuer, digest), build=build, complete=complete)
+        result = yield Fetch(
+            key=("introspect", issuer.issuer, digest), build=build, complete=complete
+        )
         if isinstance(result, TokenGuardError):
             raise copy.copy(result)  # the flight's error is shared; raise a fresh one
         return result, False

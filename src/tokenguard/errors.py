@@ -30,7 +30,9 @@ __all__ = [
 ]
 
 # RFC 6750 §3: error_description must stay within these characters.
-_ALLOWED_DESCRIPTION = frozenset(chr(c) for c in (0x20, 0x21, *range(0x23, 0x5C), *range(0x5D, 0x7F)))
+_ALLOWED_DESCRIPTION = frozenset(
+    chr(c) for c in (0x20, 0x21, *range(0x23, 0x5C), *range(0x5D, 0x7F))
+)
 # The error codes defined for the Bearer scheme (RFC 6750 §3.1).
 _BEARER_ERRORS = frozenset({"invalid_request", "invalid_token", "insufficient_scope"})
 

@@ -69,7 +69,9 @@ class ResponseReader:
     only (no decompression bombs), at most ``max_bytes``, done before ``deadline``
     (a monotonic time, so a server dribbling bytes cannot hold a request open)."""
 
-    def __init__(self, request: HttpRequest, status: int, headers: Mapping[str, str], deadline: float) -> None:
+    def __init__(
+        self, request: HttpRequest, status: int, headers: Mapping[str, str], deadline: float
+    ) -> None:
         self._max = request.max_bytes
         self._deadline = deadline
         self._status = status

@@ -31,8 +31,8 @@ class TokenGuard:
     Example::
 
         guard = TokenGuard(
-            issuers=[Issuer("https://as.example.com", client_auth=ClientSecretBasic("id", "secret"))],
-            policies=[Policy(name="orders", audience="urn:orders", required_scopes=["orders:read"])],
+            issuers=[Issuer("https://as.example.com", client_auth=ClientSecretBasic("rs", "pw"))],
+            policies=[Policy(name="orders", audience="urn:orders", required_scopes=["o:read"])],
         )
         info = guard.validate(token, policy="orders")
     """

@@ -114,8 +114,12 @@ def check_record(
     check_times(claims, now, leeway, require_exp=False, require_iat=False)
     check_audience(claims, audience, required=require_audience)
     token_type = claims.token_type
-    if token_type is not None and token_type.lower() not in _BEARER_TYPES:
-        if token_type.lower() != "dpop" or not allow_sender_constrained:
-            raise UnsupportedToken("The token is not a bearer access token")
+    kind = None if token_type is None else token_type.lower()
+    if (
+        kind is not None
+        and kind not in _BEARER_TYPES
+        and (kind != "dpop" or not allow_sender_constrained)
+    ):
+        raise UnsupportedToken("The token is not a bearer access token")
     check_binding(claims, allow_sender_constrained=allow_sender_constrained)
     return claims

@@ -53,9 +53,7 @@ class KeySet:
         A token without ``kid`` is tried against every key fitting its algorithm (many
         servers publish a single key and omit ``kid``); the set size is bounded.
         """
-        return tuple(
-            k for k in self.keys if alg in k.algorithms and (kid is None or k.kid == kid)
-        )
+        return tuple(k for k in self.keys if alg in k.algorithms and (kid is None or k.kid == kid))
 
 
 def _usable_key(jwk: Any, *, allow_symmetric: bool) -> VerificationKey | None:
@@ -152,7 +150,9 @@ class JwksState:
             # so tokens with random kids cannot make us hammer the server.
             return cooled
 
-    def absorb(self, document: Mapping[str, Any] | None, cache_control: str | None, now: float) -> None:
+    def absorb(
+        self, document: Mapping[str, Any] | None, cache_control: str | None, now: float
+    ) -> None:
         """Record a fetch: a parsed JWKS document, or None for a failed fetch."""
         keys: KeySet | None = None
         if document is not None:

@@ -130,7 +130,9 @@ def _policy_runtime(policy: Policy, issuers: dict[str, IssuerRuntime]) -> Policy
                 f"policy {policy.name!r}: every issuer of a high_assurance policy needs client_auth"
             )
     if policy.mode == "hybrid" and introspector is None:
-        log.info("policy %r has no issuer to introspect with: opaque tokens are refused", policy.name)
+        log.info(
+            "policy %r has no issuer to introspect with: opaque tokens are refused", policy.name
+        )
     high = policy.mode == "high_assurance"
     return PolicyRuntime(
         config=policy,
@@ -142,7 +144,9 @@ def _policy_runtime(policy: Policy, issuers: dict[str, IssuerRuntime]) -> Policy
         required_scopes=frozenset(policy.required_scopes),
         issuers=trusted,
         introspector=introspector,
-        active_cache_age=policy.high_assurance_cache_ttl if high else policy.introspection_cache_ttl,
+        active_cache_age=policy.high_assurance_cache_ttl
+        if high
+        else policy.introspection_cache_ttl,
         inactive_cache_age=0.0 if high else policy.inactive_cache_ttl,
         verified_cache_ttl=0.0 if high else policy.verified_cache_ttl,
     )
