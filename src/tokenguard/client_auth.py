@@ -7,6 +7,7 @@ otherwise already built. No I/O. Secrets are ``SecretStr`` so they never show in
 from __future__ import annotations
 
 import base64
+import functools
 import os
 from typing import Annotated, Any, Literal
 from urllib.parse import quote_plus
@@ -107,12 +108,34 @@ class PrivateKeyJWT(_Auth):
     def _env(cls, data: Any) -> Any:
         return _secret_from_env(data, "private_key")
 
+    @model_validator(mode="after")
+    def _loads(self) -> PrivateKeyJWT:
+        self._signing_key  # noqa: B018 - a key that does not load is a configuration error
+        return self
+
+    @functools.cached_property
+    def _signing_key(self) -> Any:
+        from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+        family: type[RSAKey] | type[ECKey] | type[OKPKey] = OKPKey
+        if self.algorithm[0] in "RP":
+            family = RSAKey
+        elif self.algorithm[0] == "E" and self.algorithm != "EdDSA":
+            family = ECKey
+        try:
+            key = family.import_key(self.private_key.get_secret_value())
+        except Exception:  # joserfc raises several types for a bad key
+            raise ValueError(f"private_key is not a usable {family.key_type} private key") from None
+        if not key.is_private:
+            raise ValueError("private_key must be a private key")
+        return key
+
     def apply(self, form: dict[str, str], headers: dict[str, str], *, audience: str) -> None:
         from authlib.oauth2.rfc7523 import private_key_jwt_sign
 
         header = {"kid": self.kid} if self.kid else None
         assertion = private_key_jwt_sign(
-            self.private_key.get_secret_value(),
+            self._signing_key,
             self.client_id,
             self.audience or audience,
             alg=self.algorithm,
