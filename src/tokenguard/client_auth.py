@@ -42,7 +42,13 @@ class _ClientSecret(_Auth):
     client_id: str = Field(min_length=1)
     client_secret: SecretStr
 
-    def __init__(self, client_id: Any = None, client_secret: Any = None, /, **data: Any) -> None:
+    def __init__(
+        self,
+        client_id: str | None = None,
+        client_secret: str | SecretStr | None = None,
+        /,
+        **data: Any,
+    ) -> None:
         if client_id is not None:
             data["client_id"] = client_id
         if client_secret is not None:
@@ -61,6 +67,17 @@ class ClientSecretBasic(_ClientSecret):
 
     method: Literal["client_secret_basic"] = "client_secret_basic"
 
+    # Repeated so type checkers see the positional form (pydantic synthesises __init__
+    # for every class that declares fields).
+    def __init__(
+        self,
+        client_id: str | None = None,
+        client_secret: str | SecretStr | None = None,
+        /,
+        **data: Any,
+    ) -> None:
+        super().__init__(client_id, client_secret, **data)
+
     def apply(self, form: dict[str, str], headers: dict[str, str], *, audience: str) -> None:
         user = quote_plus(self.client_id)
         password = quote_plus(self.client_secret.get_secret_value())
@@ -72,6 +89,17 @@ class ClientSecretPost(_ClientSecret):
     """Client id and secret in the request body (RFC 6749 §2.3.1)."""
 
     method: Literal["client_secret_post"] = "client_secret_post"
+
+    # Repeated so type checkers see the positional form (pydantic synthesises __init__
+    # for every class that declares fields).
+    def __init__(
+        self,
+        client_id: str | None = None,
+        client_secret: str | SecretStr | None = None,
+        /,
+        **data: Any,
+    ) -> None:
+        super().__init__(client_id, client_secret, **data)
 
     def apply(self, form: dict[str, str], headers: dict[str, str], *, audience: str) -> None:
         form["client_id"] = self.client_id
@@ -96,7 +124,13 @@ class PrivateKeyJWT(_Auth):
     audience: str | None = None
     assertion_lifetime: int = Field(default=60, ge=10, le=600)
 
-    def __init__(self, client_id: Any = None, private_key: Any = None, /, **data: Any) -> None:
+    def __init__(
+        self,
+        client_id: str | None = None,
+        private_key: str | SecretStr | None = None,
+        /,
+        **data: Any,
+    ) -> None:
         if client_id is not None:
             data["client_id"] = client_id
         if private_key is not None:
@@ -155,7 +189,7 @@ class BearerToken(_Auth):
     method: Literal["bearer"] = "bearer"
     token: SecretStr
 
-    def __init__(self, token: Any = None, /, **data: Any) -> None:
+    def __init__(self, token: str | SecretStr | None = None, /, **data: Any) -> None:
         if token is not None:
             data["token"] = token
         super().__init__(**data)

@@ -8,7 +8,7 @@ mapping (:func:`load_config`). Secrets may be given as ``<name>_env`` in a file.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,7 +44,7 @@ class Issuer(BaseModel):
     static_jwks: Mapping[str, Any] | None = None
     allow_insecure_http: bool = False
 
-    def __init__(self, issuer: Any = None, /, **data: Any) -> None:
+    def __init__(self, issuer: str | None = None, /, **data: Any) -> None:
         if issuer is not None:
             data["issuer"] = issuer
         super().__init__(**data)
@@ -99,9 +99,9 @@ class Policy(BaseModel):
 
     name: str = Field(min_length=1)
     audience: str = Field(min_length=1)
-    issuers: tuple[str, ...] | None = None
-    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
-    required_scopes: tuple[str, ...] = ()
+    issuers: Sequence[str] | None = None
+    algorithms: Sequence[str] = DEFAULT_ALGORITHMS
+    required_scopes: Sequence[str] = ()
     mode: Mode = "hybrid"
     leeway: float = Field(default=60.0, ge=0, le=300)
     accept_plain_jwt: bool = False
@@ -113,9 +113,15 @@ class Policy(BaseModel):
     require_introspection_audience: bool = False
     allow_sender_constrained: bool = False
 
+    @field_validator("issuers", "algorithms", "required_scopes")
+    @classmethod
+    def _as_tuple(cls, value: Sequence[str] | None) -> tuple[str, ...] | None:
+        # Accept any sequence (a list in code or TOML); keep an immutable tuple.
+        return None if value is None else tuple(value)
+
     @field_validator("algorithms")
     @classmethod
-    def _known_algorithms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _known_algorithms(cls, value: Sequence[str]) -> Sequence[str]:
         if not value:
             raise ValueError("at least one algorithm is required")
         unknown = [a for a in value if a not in REGISTRY]
@@ -125,7 +131,7 @@ class Policy(BaseModel):
 
     @field_validator("required_scopes")
     @classmethod
-    def _scope_tokens(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _scope_tokens(cls, value: Sequence[str]) -> Sequence[str]:
         if any(not s or any(c.isspace() for c in s) for s in value):
             raise ValueError("each required scope must be a non-empty string without spaces")
         return value
