@@ -12,29 +12,11 @@ from typing import Any
 
 import pytest
 
-from tokenguard import ClientSecretBasic, Issuer, Policy, TokenGuard, TokenInfo
-from tokenguard.testing import DEFAULT_AUDIENCE, AuthServer
+from tokenguard import TokenGuard, TokenInfo
+from tokenguard.testing import DEFAULT_AUDIENCE, guard_for
 
 AUDIENCE = DEFAULT_AUDIENCE
-
-
-def guard_for(
-    server: AuthServer,
-    *policies: Policy,
-    settings: dict[str, Any] | None = None,
-    issuer: dict[str, Any] | None = None,
-    **policy: Any,
-) -> TokenGuard:
-    """A guard trusting ``server``; one policy named "api" unless policies are given."""
-    options: dict[str, Any] = {
-        "client_auth": ClientSecretBasic(server.client_id, server.client_secret),
-        "allow_insecure_http": True,
-    }
-    options.update(issuer or {})
-    chosen = policies or (Policy(name="api", audience=policy.pop("audience", AUDIENCE), **policy),)
-    return TokenGuard(
-        issuers=[Issuer(server.issuer, **options)], policies=list(chosen), settings=settings
-    )
+__all__ = ["AUDIENCE", "Driver", "guard_for"]
 
 
 Check = Callable[..., TokenInfo]

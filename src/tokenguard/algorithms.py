@@ -31,6 +31,7 @@ class JWSAlgorithm:
     kty: str
     curves: frozenset[str] | None
     verifier: Any  # a pyjwt Algorithm: .verify(msg, key, sig) -> bool
+    pyjwt_name: str  # the pyjwt name of this signature scheme (for loading JWKs)
 
     def fits(self, kty: str, crv: str | None) -> bool:
         """Whether a key of this ``kty``/``crv`` may verify this algorithm."""
@@ -39,8 +40,13 @@ class JWSAlgorithm:
         return self.curves is None or crv in self.curves
 
 
-def _alg(name: str, kty: str, curves: tuple[str, ...] | None = None) -> JWSAlgorithm:
-    return JWSAlgorithm(name, kty, frozenset(curves) if curves else None, _PYJWT[name])
+def _alg(
+    name: str, kty: str, curves: tuple[str, ...] | None = None, pyjwt_name: str | None = None
+) -> JWSAlgorithm:
+    pyjwt_name = pyjwt_name or name
+    return JWSAlgorithm(
+        name, kty, frozenset(curves) if curves else None, _PYJWT[pyjwt_name], pyjwt_name
+    )
 
 
 REGISTRY: dict[str, JWSAlgorithm] = {
@@ -57,6 +63,9 @@ REGISTRY: dict[str, JWSAlgorithm] = {
         _alg("ES512", "EC", ("P-521",)),
         _alg("ES256K", "EC", ("secp256k1",)),
         _alg("EdDSA", "OKP", ("Ed25519", "Ed448")),
+        # RFC 9864's fully specified names for the same signatures.
+        _alg("Ed25519", "OKP", ("Ed25519",), pyjwt_name="EdDSA"),
+        _alg("Ed448", "OKP", ("Ed448",), pyjwt_name="EdDSA"),
         _alg("HS256", "oct"),
         _alg("HS384", "oct"),
         _alg("HS512", "oct"),
@@ -78,4 +87,5 @@ DEFAULT_ALGORITHMS: tuple[str, ...] = (
     "ES384",
     "ES512",
     "EdDSA",
+    "Ed25519",
 )

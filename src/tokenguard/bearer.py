@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from .errors import InvalidRequest, MissingToken
+
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 §2.1
 
 __all__ = ["bearer_token"]
 
@@ -20,6 +24,6 @@ def bearer_token(authorization: str | None) -> str:
     if scheme.lower() != "bearer":
         raise MissingToken()
     token = rest.strip()
-    if not token or any(ch.isspace() for ch in token):
+    if not _B64TOKEN.fullmatch(token):
         raise InvalidRequest("The Authorization header must carry exactly one bearer token")
     return token

@@ -121,7 +121,7 @@ class VerifiedCache:
     ) -> None:
         if not self._enabled or not_after <= now:
             return
-        cached = info.model_copy(update={"cached": True})
+        cached = info.as_cached()
         with self._lock:
             self._cache[(digest, policy)] = (not_after, cached)
 

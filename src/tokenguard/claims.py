@@ -9,11 +9,9 @@ something to coerce.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import (
     ExpiredToken,
@@ -37,9 +35,10 @@ __all__ = [
 MAX_NUMERIC_DATE = 253402300799
 
 
-@dataclass(frozen=True, slots=True)
-class Claims:
-    """The registered claims of a token, type-checked; ``raw`` keeps everything."""
+class Claims(NamedTuple):
+    """The registered claims of a token, type-checked; ``raw`` keeps everything.
+
+    A NamedTuple: immutable and cheap to build on the hot path."""
 
     raw: dict[str, Any]
     issuer: str | None
@@ -59,23 +58,16 @@ class Claims:
     cnf: dict[str, Any] | None
 
 
-def _string(raw: Mapping[str, Any], name: str) -> str | None:
-    value = raw.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidClaims(f"The {name} claim must be a string")
-    return value
+_STRING_CLAIMS = ("iss", "sub", "client_id", "username", "jti", "token_type", "acr")
+_DATE_CLAIMS = ("exp", "iat", "nbf", "auth_time")
 
 
-def _numeric_date(raw: Mapping[str, Any], name: str) -> float | None:
-    value = raw.get(name)
-    if value is None:
-        return None
-    # bool is an int subclass in Python, but true is not a number in JSON.
-    if isinstance(value, bool) or not isinstance(value, int | float):
+def _numeric_date(value: Any, name: str) -> float:
+    # bool is an int subclass in Python, but true is not a number in JSON; exact type
+    # checks also keep this cheap. NaN and infinities fail the range comparison.
+    if type(value) is not int and type(value) is not float:
         raise InvalidClaims(f"The {name} claim must be a number")
-    if not (math.isfinite(value) and 0 <= value <= MAX_NUMERIC_DATE):
+    if not 0 <= value <= MAX_NUMERIC_DATE:
         raise InvalidClaims(f"The {name} claim is out of range")
     return value
 
@@ -97,35 +89,44 @@ def _scopes(raw: Mapping[str, Any]) -> frozenset[str]:
         if value is None:
             continue
         for item in _string_list(value, name):
-            found.update(item.split())
+            found.update(item.split(" "))  # RFC 6749 §3.3: space-delimited
+    found.discard("")
     return frozenset(found)
 
 
 def read_claims(raw: dict[str, Any]) -> Claims:
     """Type-check the registered claims of a JWT payload or introspection response."""
-    aud = raw.get("aud")
-    audience = () if aud is None else _string_list(aud, "aud")
-    amr = raw.get("amr")
-    cnf = raw.get("cnf")
-    if cnf is not None and not isinstance(cnf, dict):
+    get = raw.get
+    for name in _STRING_CLAIMS:
+        value = get(name)
+        if value is not None and type(value) is not str:
+            raise InvalidClaims(f"The {name} claim must be a string")
+    exp, iat, nbf, auth_time = (
+        None if (value := get(name)) is None else _numeric_date(value, name)
+        for name in _DATE_CLAIMS
+    )
+    aud = get("aud")
+    amr = get("amr")
+    cnf = get("cnf")
+    if cnf is not None and type(cnf) is not dict:
         raise InvalidClaims("The cnf claim must be an object")
     return Claims(
-        raw=raw,
-        issuer=_string(raw, "iss"),
-        subject=_string(raw, "sub"),
-        client_id=_string(raw, "client_id"),
-        username=_string(raw, "username"),
-        token_id=_string(raw, "jti"),
-        token_type=_string(raw, "token_type"),
-        acr=_string(raw, "acr"),
-        audience=audience,
-        scopes=_scopes(raw),
-        exp=_numeric_date(raw, "exp"),
-        iat=_numeric_date(raw, "iat"),
-        nbf=_numeric_date(raw, "nbf"),
-        auth_time=_numeric_date(raw, "auth_time"),
-        amr=None if amr is None else _string_list(amr, "amr"),
-        cnf=cnf,
+        raw,
+        get("iss"),
+        get("sub"),
+        get("client_id"),
+        get("username"),
+        get("jti"),
+        get("token_type"),
+        get("acr"),
+        () if aud is None else _string_list(aud, "aud"),
+        _scopes(raw),
+        exp,
+        iat,
+        nbf,
+        auth_time,
+        None if amr is None else _string_list(amr, "amr"),
+        cnf,
     )
 
 
@@ -172,7 +173,7 @@ def to_token_info(
     claims: Claims, *, source: TokenSource, issuer: str, token_type: str | None
 ) -> TokenInfo:
     """Build the immutable :class:`TokenInfo` (fields already type-checked)."""
-    return TokenInfo.model_construct(
+    return TokenInfo.trusted(
         active=True,
         subject=claims.subject,
         client_id=claims.client_id,

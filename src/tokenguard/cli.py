@@ -38,7 +38,7 @@ def _heading(text: str) -> None:
 
 
 def _read_token(token: str) -> str:
-    if token == "-":
+    if token == "-":  # noqa: S105 - the stdin marker, not a password
         token = sys.stdin.read()
     return token.strip()
 
@@ -119,7 +119,8 @@ def inspect(token: str) -> None:
             click.echo("claims: encrypted (JWE); only the authorization server can read them")
     elif fmt is TokenFormat.OPAQUE:
         click.echo(
-            "an opaque token: only its authorization server's introspection endpoint knows what it means"
+            "an opaque token: only its authorization server's introspection endpoint "
+            "knows what it means"
         )
     else:
         click.secho("not a well-formed bearer token", fg="red")

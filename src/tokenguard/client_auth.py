@@ -31,7 +31,7 @@ def _secret_from_env(data: Any, field: str) -> Any:
 
 
 class _Auth(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     def apply(self, form: dict[str, str], headers: dict[str, str], *, audience: str) -> None:
         """Add this method's credentials to an introspection request."""

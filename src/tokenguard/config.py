@@ -34,14 +34,14 @@ class Issuer(BaseModel):
     ``allow_insecure_http`` permits ``http://`` URLs, and only on a loopback host.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     issuer: str
     jwks_uri: str | None = None
     introspection_endpoint: str | None = None
     client_auth: ClientAuth | None = None
     metadata_url: str | None = None
-    static_jwks: Mapping[str, Any] | None = None
+    static_jwks: Mapping[str, Any] | None = Field(default=None, repr=False)
     allow_insecure_http: bool = False
 
     def __init__(self, issuer: str | None = None, /, **data: Any) -> None:
@@ -66,6 +66,8 @@ class Issuer(BaseModel):
 
     def __repr__(self) -> str:
         return f"Issuer({self.issuer!r})"
+
+    __str__ = __repr__
 
 
 class Policy(BaseModel):
@@ -95,7 +97,7 @@ class Policy(BaseModel):
             caller must then check the proof of possession against ``TokenInfo.cnf``.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     name: str = Field(min_length=1)
     audience: str = Field(min_length=1)
@@ -119,6 +121,13 @@ class Policy(BaseModel):
         # Accept any sequence (a list in code or TOML); keep an immutable tuple.
         return None if value is None else tuple(value)
 
+    @field_validator("issuers")
+    @classmethod
+    def _some_issuer(cls, value: Sequence[str] | None) -> Sequence[str] | None:
+        if value is not None and not value:
+            raise ValueError("an empty list trusts nobody; leave it unset to trust every issuer")
+        return value
+
     @field_validator("algorithms")
     @classmethod
     def _known_algorithms(cls, value: Sequence[str]) -> Sequence[str]:
@@ -140,7 +149,7 @@ class Policy(BaseModel):
 class Settings(BaseModel):
     """Guard-wide bounds: timeouts, sizes, cache sizes and JWKS refresh behaviour."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     http_timeout: float = Field(default=5.0, gt=0, le=60)
     max_token_length: int = Field(default=16384, ge=256, le=1_048_576)
@@ -167,7 +176,7 @@ class Settings(BaseModel):
 class GuardConfig(BaseModel):
     """A whole guard configuration, checked for consistency between its parts."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     issuers: tuple[Issuer, ...] = Field(min_length=1)
     policies: tuple[Policy, ...] = Field(min_length=1)

@@ -35,7 +35,7 @@ _JSON_WS = b" \t\r\n"
 def _looks_like_jose_header(segment: str) -> bool:
     # Decode at most the first 8 characters (6 bytes): enough to see the first byte
     # after a little whitespace, without decoding a large header.
-    head = segment[:8]
+    head = segment.partition(".")[0][:8]
     head += "=" * (-len(head) % 4)
     try:
         first = base64.urlsafe_b64decode(head).lstrip(_JSON_WS)[:1]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass
 
 from .config import Issuer
 from .exchange import HttpOutcome, HttpResponse
+from .jose import strict_json
 from .urls import endpoint_problem
 
 __all__ = ["Metadata", "MetadataState", "parse_metadata"]
@@ -36,8 +36,8 @@ def parse_metadata(outcome: HttpOutcome, issuer: Issuer) -> Metadata:
     if outcome.status != 200:
         raise ValueError(f"HTTP {outcome.status}")
     try:
-        document = json.loads(outcome.body)
-    except (ValueError, RecursionError):
+        document = strict_json(outcome.body)
+    except ValueError:
         raise ValueError("not JSON") from None
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")

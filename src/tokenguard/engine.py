@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import logging
 import time
 from collections.abc import Generator
@@ -41,7 +40,7 @@ from .errors import (
 )
 from .exchange import Fetch, HttpOutcome, HttpRequest, HttpResponse
 from .introspection import IntrospectionRecord, build_request, check_record, read_response
-from .jose import JWS, check_typ, parse_jws, verify_signature
+from .jose import JWS, check_typ, parse_jws, strict_json, verify_signature
 from .jwks import VerificationKey
 from .models import TokenInfo
 from .policy import IssuerRuntime, PolicyRuntime, Route, compile_config, route
@@ -95,6 +94,8 @@ class Engine:
             raise MalformedToken("The access token must be a string")
         if len(token) > self.settings.max_token_length:
             raise MalformedToken("The access token is too long")
+        if not token.isascii():  # RFC 6750 b64token; also keeps encode() total
+            raise MalformedToken()
         return token_digest(token)
 
     def start(self, token: object, policy: str | Policy | None) -> TokenInfo | Flow:
@@ -152,7 +153,7 @@ class Engine:
             raise InsufficientScope(policy.required_scopes)
         self._remember(info, digest, policy, claims, introspected, now)
         if was_cached:
-            info = info.model_copy(update={"cached": True})
+            info = info.as_cached()
         return info
 
     def _check_jwt_claims(
@@ -161,15 +162,14 @@ class Engine:
         """Every claim check that needs no key: run before any network call, so a token
         that cannot pass (wrong issuer, expired, wrong audience) never causes a fetch."""
         config = policy.config
-        check_typ(jws.typ, accept_plain_jwt=config.accept_plain_jwt)
+        typed = check_typ(jws.typ, accept_plain_jwt=config.accept_plain_jwt)
         claims = read_claims(jws.claims)
         # iss only selects among the policy's trusted issuers; it never adds one.
         issuer = policy.issuers.get(claims.issuer) if claims.issuer is not None else None
         if issuer is None:
             raise UntrustedIssuer()
-        check_times(
-            claims, now, policy.leeway, require_exp=True, require_iat=not config.accept_plain_jwt
-        )
+        # RFC 9068 §2.2 requires iat in an at+jwt; untyped JWTs (accept_plain_jwt) may lack it.
+        check_times(claims, now, policy.leeway, require_exp=True, require_iat=typed)
         check_audience(claims, policy.audience, required=True)
         check_binding(claims, allow_sender_constrained=config.allow_sender_constrained)
         return claims, issuer
@@ -251,8 +251,8 @@ class Engine:
             if isinstance(outcome, HttpResponse) and outcome.status == 200:
                 cache_control = outcome.header("cache-control")
                 try:
-                    parsed = json.loads(outcome.body)
-                except (ValueError, RecursionError):
+                    parsed = strict_json(outcome.body)
+                except ValueError:
                     parsed = None
                 document = parsed if isinstance(parsed, dict) else None
             if document is None:

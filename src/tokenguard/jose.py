@@ -8,16 +8,14 @@ names an algorithm and, optionally, a ``kid``; key-carrying headers (``jku``, ``
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .algorithms import REGISTRY, JWSAlgorithm
 from .errors import InvalidSignature, MalformedToken, UnsupportedToken
 
-__all__ = ["JWS", "b64url_decode", "parse_json_object", "parse_jws"]
+__all__ = ["JWS", "b64url_decode", "parse_json_object", "parse_jws", "strict_json"]
 
 _MAX_KID_LENGTH = 256
 # The last character of a base64url string carries 4 (length % 4 == 2) or 2
@@ -27,6 +25,9 @@ _CANONICAL_LAST = {
     2: frozenset("AQgw"),
     3: frozenset("AEIMQUYcgkosw048"),
 }
+# "-_" become "+/"; a "+" or "/" in the input becomes "!", which strict decoding refuses.
+_TO_STANDARD = bytes.maketrans(b"-_+/", b"+/!!")
+_PADDING = {0: b"", 2: b"==", 3: b"="}
 _TYP_AT_JWT = frozenset({"at+jwt", "application/at+jwt"})
 _TYP_PLAIN = frozenset({"jwt", "application/jwt"})
 
@@ -39,8 +40,10 @@ def b64url_decode(segment: str) -> bytes:
     if rem and segment[-1] not in _CANONICAL_LAST[rem]:
         raise MalformedToken("A token segment is not canonical base64url")
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-rem % 4))
-    except (ValueError, binascii.Error):  # pragma: no cover - charset checked by detect()
+        return binascii.a2b_base64(
+            segment.encode("ascii").translate(_TO_STANDARD) + _PADDING[rem], strict_mode=True
+        )
+    except (ValueError, binascii.Error):
         raise MalformedToken("A token segment is not valid base64url") from None
 
 
@@ -58,19 +61,27 @@ def _no_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
 
 
-def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
-    """Parse UTF-8 JSON text that must be an object; duplicates and NaN/Infinity refused."""
+def strict_json(data: bytes) -> Any:
+    """Parse UTF-8 JSON text; duplicate member names and NaN/Infinity are refused.
+    Raises ValueError."""
     try:
-        value = _DECODER.decode(data.decode("utf-8"))
-    except (ValueError, RecursionError):
+        return _DECODER.decode(data.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
+    """Strict JSON (see :func:`strict_json`) that must be an object, for token parts."""
+    try:
+        value = strict_json(data)
+    except ValueError:
         raise MalformedToken(f"The token {what} is not valid JSON") from None
     if not isinstance(value, dict):
         raise MalformedToken(f"The token {what} is not a JSON object")
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class JWS:
+class JWS(NamedTuple):
     """A parsed compact JWS whose header passed the structural checks."""
 
     header: dict[str, Any]
@@ -91,7 +102,8 @@ def parse_jws(token: str, allowed_algorithms: frozenset[str]) -> JWS:
     refused. Raises :class:`MalformedToken`, :class:`InvalidSignature` or
     :class:`UnsupportedToken`.
     """
-    h64, p64, s64 = token.split(".")
+    signed, _, s64 = token.rpartition(".")
+    h64, _, p64 = signed.partition(".")
     header = parse_json_object(b64url_decode(h64), "header")
 
     alg = header.get("alg")
@@ -120,7 +132,7 @@ def parse_jws(token: str, allowed_algorithms: frozenset[str]) -> JWS:
     return JWS(
         header=header,
         claims=claims,
-        signing_input=f"{h64}.{p64}".encode("ascii"),
+        signing_input=signed.encode("ascii"),
         signature=signature,
         algorithm=REGISTRY[alg],
         kid=kid,
@@ -128,17 +140,18 @@ def parse_jws(token: str, allowed_algorithms: frozenset[str]) -> JWS:
     )
 
 
-def check_typ(typ: str | None, *, accept_plain_jwt: bool) -> None:
+def check_typ(typ: str | None, *, accept_plain_jwt: bool) -> bool:
     """RFC 9068 §4: the ``typ`` header must be ``at+jwt`` (or ``application/at+jwt``).
 
     With ``accept_plain_jwt`` a missing ``typ`` and ``JWT`` are accepted too, for
     authorization servers that do not (yet) type their access tokens. Any other type
-    (an ID token's, a logout token's, a DPoP proof's...) is always refused.
+    (an ID token's, a logout token's, a DPoP proof's...) is always refused. Returns
+    whether the token is typed as an RFC 9068 access token.
     """
     if typ is not None and typ.lower() in _TYP_AT_JWT:
-        return
+        return True
     if accept_plain_jwt and (typ is None or typ.lower() in _TYP_PLAIN):
-        return
+        return False
     raise UnsupportedToken("The token is not an access token (typ)")
 
 

@@ -82,13 +82,18 @@ def _usable_key(jwk: Any, *, allow_symmetric: bool) -> VerificationKey | None:
     if not algorithms:
         return None
     try:
-        key = jwt.PyJWK(jwk, algorithm=min(algorithms)).key
+        key = jwt.PyJWK(jwk, algorithm=REGISTRY[min(algorithms)].pyjwt_name).key
     except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError):
         return None
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < _MIN_RSA_BITS:
         return None
-    if kty == "oct" and (not isinstance(key, bytes) or len(key) < 32):
-        return None  # RFC 7518 §3.2: an HMAC key at least as long as the hash output
+    if kty == "oct":
+        if not isinstance(key, bytes):
+            return None
+        # RFC 7518 §3.2: an HMAC key at least as long as the hash output.
+        algorithms = frozenset(a for a in algorithms if len(key) * 8 >= int(a[2:]))
+        if not algorithms:
+            return None
     return VerificationKey(kid=kid, kty=kty, algorithms=algorithms, key=key)
 
 

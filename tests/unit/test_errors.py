@@ -1,0 +1,208 @@
+"""errors.py: statuses, error codes, RFC 6750 WWW-Authenticate values, safe descriptions."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+
+from tokenguard import errors
+from tokenguard.errors import (
+    ConfigurationError,
+    ExpiredToken,
+    InactiveToken,
+    InsufficientScope,
+    InvalidAudience,
+    InvalidClaims,
+    InvalidRequest,
+    InvalidSignature,
+    InvalidToken,
+    MalformedToken,
+    MissingToken,
+    TokenGuardError,
+    TokenNotYetValid,
+    UnsupportedToken,
+    UntrustedIssuer,
+    ValidationUnavailable,
+)
+
+INVALID_TOKEN_CLASSES = [
+    InvalidToken,
+    MalformedToken,
+    UnsupportedToken,
+    InvalidSignature,
+    ExpiredToken,
+    TokenNotYetValid,
+    InvalidAudience,
+    UntrustedIssuer,
+    InvalidClaims,
+    InactiveToken,
+]
+
+
+@pytest.mark.parametrize(
+    ("cls", "status", "code"),
+    [
+        (TokenGuardError, 500, "server_error"),
+        (InvalidRequest, 400, "invalid_request"),
+        (MissingToken, 401, None),
+        *[(cls, 401, "invalid_token") for cls in INVALID_TOKEN_CLASSES],
+        (ValidationUnavailable, 503, "temporarily_unavailable"),
+        (ConfigurationError, 500, "server_error"),
+    ],
+)
+def test_status_and_error(cls: type[TokenGuardError], status: int, code: str | None) -> None:
+    error = cls()
+    assert error.status_code == status
+    assert error.error == code
+    assert isinstance(error, TokenGuardError)
+    assert error.description == cls.default_description
+    assert str(error) == error.description
+    assert repr(error) == f"{cls.__name__}({error.description!r})"
+
+
+def test_insufficient_scope_status() -> None:
+    error = InsufficientScope(["write", "read", "write"])
+    assert error.status_code == 403
+    assert error.error == "insufficient_scope"
+    assert error.scopes == ("read", "write")
+    assert repr(error) == "InsufficientScope(scopes=('read', 'write'))"
+    assert error.description == "The access token lacks the required scope"
+
+
+def test_every_public_error_is_tested() -> None:
+    tested = {*INVALID_TOKEN_CLASSES, TokenGuardError, InvalidRequest, MissingToken}
+    tested |= {ValidationUnavailable, ConfigurationError, InsufficientScope}
+    public = {getattr(errors, name) for name in errors.__all__}
+    assert public == tested
+
+
+@pytest.mark.parametrize("cls", INVALID_TOKEN_CLASSES)
+def test_invalid_token_subclasses(cls: type[InvalidToken]) -> None:
+    assert issubclass(cls, InvalidToken)
+    assert cls().default_description != ""
+
+
+# -- WWW-Authenticate -------------------------------------------------------------------
+
+
+def test_invalid_token_challenge() -> None:
+    error = ExpiredToken()
+    assert error.www_authenticate() == (
+        'Bearer error="invalid_token", error_description="The access token has expired"'
+    )
+    assert error.www_authenticate(realm="api") == (
+        'Bearer realm="api", error="invalid_token", '
+        'error_description="The access token has expired"'
+    )
+
+
+def test_invalid_request_challenge() -> None:
+    assert InvalidRequest("Bad header").www_authenticate(realm="r") == (
+        'Bearer realm="r", error="invalid_request", error_description="Bad header"'
+    )
+
+
+def test_missing_token_challenge_has_no_error() -> None:
+    # RFC 6750 §3.1: no error code when the request carries no credentials.
+    assert MissingToken().www_authenticate() == "Bearer"
+    assert MissingToken().www_authenticate(realm="example") == 'Bearer realm="example"'
+
+
+@pytest.mark.parametrize("cls", [ValidationUnavailable, ConfigurationError, TokenGuardError])
+def test_non_bearer_errors_have_no_error_params(cls: type[TokenGuardError]) -> None:
+    assert cls().www_authenticate() == "Bearer"
+    assert cls().www_authenticate(realm="x") == 'Bearer realm="x"'
+    assert "temporarily_unavailable" not in cls().www_authenticate()
+
+
+def test_insufficient_scope_challenge() -> None:
+    error = InsufficientScope(["write", "read"])
+    assert error.www_authenticate(realm="api") == (
+        'Bearer realm="api", error="insufficient_scope", '
+        'error_description="The access token lacks the required scope", scope="read write"'
+    )
+
+
+def test_insufficient_scope_without_scopes() -> None:
+    assert InsufficientScope([]).www_authenticate() == (
+        'Bearer error="insufficient_scope", '
+        'error_description="The access token lacks the required scope"'
+    )
+
+
+def test_insufficient_scope_custom_description() -> None:
+    error = InsufficientScope(["a"], "Need a")
+    assert error.description == "Need a"
+    assert 'error_description="Need a", scope="a"' in error.www_authenticate()
+
+
+# -- sanitising ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("description", "expected"),
+    [
+        ('say "hi"', "say  hi "),
+        ("back\\slash", "back slash"),
+        ("line\nbreak\r\n", "line break  "),
+        ("tab\there", "tab here"),
+        ("naïve résumé ✓", "na ve r sum   "),
+        ("nul\x00del\x7f", "nul del "),
+        ("ok: !#$%&'()*+,-./;<=>?@[]^_`{|}~", "ok: !#$%&'()*+,-./;<=>?@[]^_`{|}~"),
+    ],
+)
+def test_description_sanitised(description: str, expected: str) -> None:
+    error = InvalidToken(description)
+    assert error.description == expected
+    assert str(error) == expected
+    header = error.www_authenticate()
+    assert header == f'Bearer error="invalid_token", error_description="{expected}"'
+    assert "\n" not in header
+    assert "\r" not in header
+
+
+def test_every_description_char_is_rfc6750_safe() -> None:
+    every = "".join(chr(c) for c in range(0x110))
+    desc = InvalidToken(every).description
+    assert len(desc) == len(every)
+    assert all(ch == " " or (0x20 <= ord(ch) <= 0x7E and ch not in '"\\') for ch in desc)
+
+
+def test_empty_description_uses_default() -> None:
+    assert InvalidToken("").description == "The access token is invalid"
+    assert InvalidToken(None).description == "The access token is invalid"
+
+
+@pytest.mark.parametrize(
+    ("realm", "expected"),
+    [
+        ('my "realm"', 'Bearer realm="my  realm "'),
+        ("back\\slash", 'Bearer realm="back slash"'),
+        ("new\nline", 'Bearer realm="new line"'),
+        ("ünï", 'Bearer realm=" n "'),
+        ("", 'Bearer realm=""'),
+    ],
+)
+def test_realm_sanitised(realm: str, expected: str) -> None:
+    assert MissingToken().www_authenticate(realm=realm) == expected
+
+
+def test_repr_sanitised() -> None:
+    assert repr(MalformedToken('a"b\n')) == "MalformedToken('a b ')"
+
+
+def test_errors_copy_and_pickle() -> None:
+    # The engine raises copies of shared errors; copies keep class and description.
+    for error in (InvalidClaims("The exp claim must be a number"), ValidationUnavailable("x")):
+        clone = copy.copy(error)
+        assert type(clone) is type(error)
+        assert clone.description == error.description
+        back = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own object
+        assert type(back) is type(error)
+        assert back.description == error.description
+    scope = InsufficientScope(["b", "a"])
+    for clone in (copy.copy(scope), pickle.loads(pickle.dumps(scope))):  # noqa: S301
+        assert clone.scopes == ("a", "b")
+        assert clone.description == scope.description
