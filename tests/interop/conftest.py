@@ -302,7 +302,7 @@ def ensure_installed() -> None:
     bash = shutil.which("bash")
     if bash is None:
         raise RuntimeError("oidc-provider is not installed and bash is missing to run setup.sh")
-    result = subprocess.run(  # noqa: S603 - fixed argv, our own script
+    result = subprocess.run(
         [bash, str(SETUP_SCRIPT)], capture_output=True, text=True, check=False, timeout=300
     )
     if result.returncode != 0:
@@ -324,7 +324,7 @@ def start_server(
     ensure_installed()
 
     process = ServerProcess(
-        subprocess.Popen(  # noqa: S603 - fixed argv
+        subprocess.Popen(
             [node, "server.mjs", "0"],
             cwd=SERVER_DIR,
             env={**os.environ, **secrets_env, "NO_COLOR": "1"},
