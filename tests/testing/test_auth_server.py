@@ -927,3 +927,13 @@ def test_other_methods_and_unknown_paths(auth_server: AuthServer, http: httpx.Cl
     thread_names = {t.name for t in threading.enumerate()}
     assert f"tokenguard-auth-server-{auth_server.port}" in thread_names
     json.dumps(auth_server.jwks())  # JSON-serialisable
+
+
+def test_retire_old_keys_keeps_the_signing_key(auth_server: AuthServer) -> None:
+    old = {k["kid"] for k in auth_server.jwks()["keys"] if k["alg"] == "RS256"}
+    new = auth_server.rotate_keys("RS256", keep_old=True)
+    auth_server.retire_old_keys("RS256")
+    published = {k["kid"] for k in auth_server.jwks()["keys"] if k["alg"] == "RS256"}
+    assert published == {new}
+    assert not old & published
+    assert any(k["alg"] == "ES256" for k in auth_server.jwks()["keys"])

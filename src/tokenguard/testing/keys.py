@@ -127,6 +127,12 @@ class KeyRing:
             self._keys.append(key)
         return key
 
+    def retire(self, alg: str) -> None:
+        """Stop publishing every ``alg`` key but the newest (the one that signs)."""
+        with self._lock:
+            newest = next((k for k in reversed(self._keys) if k.alg == alg), None)
+            self._keys = [k for k in self._keys if k.alg != alg or k is newest]
+
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """Return the public JWK Set document."""
         with self._lock:

@@ -369,6 +369,11 @@ class AuthServer:
         """
         return self._started.keyring.rotate(alg, keep_old=keep_old).kid
 
+    def retire_old_keys(self, alg: str = "RS256") -> None:
+        """Stop publishing the older ``alg`` keys, keeping the one that signs: the last
+        step of a rotation (publish a new key, sign with it, retire the old one)."""
+        self._started.keyring.retire(alg)
+
     # -- switches -----------------------------------------------------------------------
 
     @property
