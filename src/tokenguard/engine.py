@@ -230,7 +230,12 @@ class Engine:
             if static:
                 return static
             raise ValidationUnavailable("The issuer's signing keys are unavailable")
-        return static + keyset.candidates(alg, kid)
+        keys = static + keyset.candidates(alg, kid)
+        if not keys and state.failing:
+            # The key may be one we could not fetch: that is not knowable now, so 503,
+            # never a 401 for a token that may be valid.
+            raise ValidationUnavailable("The issuer's signing keys could not be refreshed")
+        return keys
 
     def _fetch_jwks(self, issuer: IssuerRuntime, now: float) -> Generator[Fetch, Any, None]:
         state = issuer.jwks

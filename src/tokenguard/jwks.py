@@ -139,6 +139,11 @@ class JwksState:
         self._stale_logged = False
         self.fetches = 0
 
+    @property
+    def failing(self) -> bool:
+        """Whether the last fetch failed (the keys may be out of date)."""
+        return self._failed
+
     def wants_fetch(self, now: float, alg: str, kid: str | None) -> bool:
         """Whether a token with this ``alg``/``kid`` should cause a fetch now."""
         with self._lock:

@@ -330,3 +330,22 @@ def test_guard_serves_several_policies_and_issuers(auth_server: AuthServer, chec
             check(guard, other.issue_jwt(), "a")
         assert check(guard, other.issue_opaque(), "both").issuer == other.issuer
         assert other.request_count("metadata") == 1  # RFC 8414 path-aware discovery worked
+
+
+def test_unknown_kid_during_an_outage_is_503_not_401(
+    auth_server: AuthServer, check: Driver
+) -> None:
+    guard = guard_for(auth_server, settings=FAST)
+    with freeze_time(dt.datetime.now(dt.UTC)) as clock:
+        check(guard, auth_server.issue_jwt())
+        clock.tick(20)
+        auth_server.go_down()
+        new_kid = auth_server.issue_jwt(header={"kid": "rotated-while-we-could-not-look"})
+        with pytest.raises(ValidationUnavailable):
+            check(guard, new_kid)
+        # Known keys keep working meanwhile.
+        assert check(guard, auth_server.issue_jwt(lifetime=600)).active
+        auth_server.come_up()
+        clock.tick(20)
+        with pytest.raises(InvalidSignature):  # reachable again: now we know it is unknown
+            check(guard, new_kid)

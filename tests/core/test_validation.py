@@ -94,13 +94,14 @@ def test_introspection_cache_is_shared_but_checked_per_policy(
 
 def test_expired_jwt_is_401_with_rfc6750_header(auth_server: AuthServer, check: Driver) -> None:
     guard = guard_for(auth_server, leeway=30)
-    token = auth_server.issue_jwt(lifetime=60)
-    check(guard, token)
-    with freeze_time(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=89)):
-        assert check(guard, token).cached  # within exp + leeway
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=91)
-    with freeze_time(later), pytest.raises(ExpiredToken) as caught:
+    with freeze_time(dt.datetime.now(dt.UTC).replace(microsecond=0)) as clock:
+        token = auth_server.issue_jwt(lifetime=60)
         check(guard, token)
+        clock.tick(89)
+        assert check(guard, token).cached  # within exp + leeway
+        clock.tick(2)
+        with pytest.raises(ExpiredToken) as caught:
+            check(guard, token)
     error = caught.value
     assert error.status_code == 401
     assert error.www_authenticate(realm="api") == (
