@@ -58,6 +58,7 @@ class Claims(NamedTuple):
     cnf: dict[str, Any] | None
 
 
+_ABSENT: Any = object()
 _STRING_CLAIMS = ("iss", "sub", "client_id", "username", "jti", "token_type", "acr")
 _DATE_CLAIMS = ("exp", "iat", "nbf", "auth_time")
 
@@ -85,8 +86,8 @@ def _scopes(raw: Mapping[str, Any]) -> frozenset[str]:
     # Azure AD) use "scp", as an array or a space-delimited string. Both count.
     found: set[str] = set()
     for name in ("scope", "scp"):
-        value = raw.get(name)
-        if value is None:
+        value = raw.get(name, _ABSENT)
+        if value is _ABSENT:
             continue
         for item in _string_list(value, name):
             found.update(item.split(" "))  # RFC 6749 §3.3: space-delimited
@@ -95,20 +96,24 @@ def _scopes(raw: Mapping[str, Any]) -> frozenset[str]:
 
 
 def read_claims(raw: dict[str, Any]) -> Claims:
-    """Type-check the registered claims of a JWT payload or introspection response."""
+    """Type-check the registered claims of a JWT payload or introspection response.
+
+    A registered claim that is present must have its type: ``null`` is not a string, a
+    number or an array, so ``"nbf": null`` is refused rather than read as absent.
+    """
     get = raw.get
     for name in _STRING_CLAIMS:
-        value = get(name)
-        if value is not None and type(value) is not str:
+        value = get(name, _ABSENT)
+        if value is not _ABSENT and type(value) is not str:
             raise InvalidClaims(f"The {name} claim must be a string")
     exp, iat, nbf, auth_time = (
-        None if (value := get(name)) is None else _numeric_date(value, name)
+        None if (value := get(name, _ABSENT)) is _ABSENT else _numeric_date(value, name)
         for name in _DATE_CLAIMS
     )
-    aud = get("aud")
-    amr = get("amr")
-    cnf = get("cnf")
-    if cnf is not None and type(cnf) is not dict:
+    aud = get("aud", _ABSENT)
+    amr = get("amr", _ABSENT)
+    cnf = get("cnf", _ABSENT)
+    if cnf is not _ABSENT and type(cnf) is not dict:
         raise InvalidClaims("The cnf claim must be an object")
     return Claims(
         raw,
@@ -119,14 +124,14 @@ def read_claims(raw: dict[str, Any]) -> Claims:
         get("jti"),
         get("token_type"),
         get("acr"),
-        () if aud is None else _string_list(aud, "aud"),
+        () if aud is _ABSENT else _string_list(aud, "aud"),
         _scopes(raw),
         exp,
         iat,
         nbf,
         auth_time,
-        None if amr is None else _string_list(amr, "amr"),
-        cnf,
+        None if amr is _ABSENT else _string_list(amr, "amr"),
+        None if cnf is _ABSENT else cnf,
     )
 
 
@@ -173,6 +178,10 @@ def to_token_info(
     claims: Claims, *, source: TokenSource, issuer: str, token_type: str | None
 ) -> TokenInfo:
     """Build the immutable :class:`TokenInfo` (fields already type-checked)."""
+    try:
+        frozen = freeze(claims.raw)
+    except ValueError:
+        raise InvalidClaims("The token claims are nested too deeply") from None
     return TokenInfo.trusted(
         active=True,
         subject=claims.subject,
@@ -186,11 +195,11 @@ def to_token_info(
         not_before=_datetime(claims.nbf),
         token_id=claims.token_id,
         token_type=token_type,
-        cnf=None if claims.cnf is None else freeze(claims.cnf),
+        cnf=None if claims.cnf is None else frozen["cnf"],
         acr=claims.acr,
         amr=claims.amr,
         auth_time=_datetime(claims.auth_time),
-        claims=freeze(claims.raw),
+        claims=frozen,
         source=source,
         cached=False,
     )

@@ -84,6 +84,9 @@ def read_response(outcome: HttpOutcome, now: float) -> IntrospectionRecord | Tok
         return ValidationUnavailable("The authorization server answered nonsense")
     if document.get("active") is not True:
         return IntrospectionRecord(active=False, claims=None, fetched_at=now)
+    # Some servers serialise a member they do not have as null; in a response (unlike a
+    # token) that means "absent". Everything present must still have its type.
+    document = {name: value for name, value in document.items() if value is not None}
     try:
         claims = read_claims(document)
     except InvalidClaims as error:

@@ -115,14 +115,15 @@ def parse_jws(token: str, allowed_algorithms: frozenset[str]) -> JWS:
         raise UnsupportedToken("The token uses critical header extensions")
     if "b64" in header:
         raise UnsupportedToken("Unencoded JWS payloads are not accepted")
+    # A header parameter that is present must be a string: null is not "absent".
     cty = header.get("cty")
-    if cty is not None and (not isinstance(cty, str) or cty.lower() in _TYP_PLAIN):
+    if "cty" in header and (not isinstance(cty, str) or cty.lower() in _TYP_PLAIN):
         raise UnsupportedToken("Nested JWTs are not accepted")
     kid = header.get("kid")
-    if kid is not None and (not isinstance(kid, str) or not 0 < len(kid) <= _MAX_KID_LENGTH):
+    if "kid" in header and (not isinstance(kid, str) or not 0 < len(kid) <= _MAX_KID_LENGTH):
         raise MalformedToken("The token header has an invalid kid")
     typ = header.get("typ")
-    if typ is not None and not isinstance(typ, str):
+    if "typ" in header and not isinstance(typ, str):
         raise MalformedToken("The token header has an invalid typ")
 
     signature = b64url_decode(s64)

@@ -91,17 +91,25 @@ class TokenInfo(BaseModel):
     __str__ = __repr__
 
 
-def freeze(value: Any) -> Any:
-    """A deep read-only copy of a JSON value: dicts become mapping proxies, lists tuples."""
+def freeze(value: Any, depth: int = 0) -> Any:
+    """A deep read-only copy of a JSON value: dicts become mapping proxies, lists tuples.
+
+    Raises ValueError past :data:`MAX_DEPTH` levels: no token needs more, and the
+    bound keeps this recursion far from the interpreter's limit.
+    """
+    if depth > MAX_DEPTH:
+        raise ValueError("JSON value nested too deeply")
     if type(value) is dict:
         return MappingProxyType(
-            {k: freeze(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
+            {k: freeze(v, depth + 1) if type(v) in _CONTAINERS else v for k, v in value.items()}
         )
     if type(value) is list:
-        return tuple(freeze(v) if type(v) in _CONTAINERS else v for v in value)
+        return tuple(freeze(v, depth + 1) if type(v) in _CONTAINERS else v for v in value)
     return value
 
 
+#: How deeply claims may nest (objects and arrays inside the claims object).
+MAX_DEPTH = 32
 _CONTAINERS = (dict, list)
 
 

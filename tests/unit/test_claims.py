@@ -86,12 +86,17 @@ def test_read_empty_payload() -> None:
     assert c.scopes == frozenset()
 
 
-def test_null_claims_count_as_absent() -> None:
-    c = claims(iss=None, aud=None, exp=None, scope=None, amr=None, cnf=None)
-    assert c.issuer is None
-    assert c.audience == ()
-    assert c.exp is None
-    assert c.amr is None
+@pytest.mark.parametrize(
+    "name", ["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scope", "scp", "amr", "cnf"]
+)
+def test_null_registered_claims_are_refused(name: str) -> None:
+    # RFC 7519 §4.1: a present claim has its type; null is not "absent".
+    with pytest.raises(InvalidClaims):
+        read_claims({name: None})
+
+
+def test_null_custom_claims_are_kept() -> None:
+    assert read_claims({"x-custom": None}).raw == {"x-custom": None}
 
 
 @pytest.mark.parametrize(

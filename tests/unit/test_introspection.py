@@ -309,3 +309,12 @@ def test_huge_integer_exp_in_response() -> None:
     body = b'{"active": true, "exp": 1' + b"0" * 400 + b"}"
     result = read_response(response(body), NOW)
     assert isinstance(result, InvalidClaims)
+
+
+def test_null_members_of_a_response_count_as_absent() -> None:
+    # Unlike in a token, a server serialising a missing member as null means "absent".
+    record = read_response(response({"active": True, "username": None, "aud": None}), 100.0)
+    assert isinstance(record, IntrospectionRecord)
+    assert record.claims is not None
+    assert record.claims.username is None
+    assert record.claims.audience == ()
