@@ -15,9 +15,10 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 
-from cachetools import LRUCache, TLRUCache
+from cachetools import TLRUCache
 
 from .introspection import IntrospectionRecord
 from .models import TokenInfo
@@ -95,40 +96,51 @@ class IntrospectionCache:
 
 
 class VerifiedCache:
-    """Validated tokens keyed by (token digest, policy name)."""
+    """Validated tokens keyed by (policy, token digest), least recently used evicted.
 
-    def __init__(self, maxsize: int) -> None:
+    A plain ``OrderedDict`` rather than a cachetools cache: this one sits on the path of
+    every repeated token and holds up to 100,000 entries, and the ordered dict costs
+    about a third of the time and one dict entry (not three) per token. Keys are one
+    bytes object: a two-byte policy tag followed by the digest.
+    """
+
+    def __init__(self, maxsize: int, policies: Iterable[str]) -> None:
         self._lock = threading.Lock()
-        self._cache: LRUCache[tuple[bytes, str], tuple[float, TokenInfo]] = LRUCache(
-            maxsize=max(maxsize, 1)
-        )
-        self._enabled = maxsize > 0
+        self._maxsize = maxsize
+        self._tags = {name: index.to_bytes(2, "big") for index, name in enumerate(policies)}
+        self._entries: OrderedDict[bytes, tuple[float, TokenInfo]] = OrderedDict()
 
     def get(self, digest: bytes, policy: str, now: float) -> TokenInfo | None:
         """The cached answer if it is still good at ``now``; an expired one is dropped."""
-        key = (digest, policy)
+        key = self._tags[policy] + digest
         with self._lock:
-            entry = self._cache.get(key)
+            entry = self._entries.get(key)
             if entry is None:
                 return None
             if now < entry[0]:
+                self._entries.move_to_end(key)
                 return entry[1]
-            del self._cache[key]
+            del self._entries[key]
         return None
 
     def put(
         self, digest: bytes, policy: str, info: TokenInfo, not_after: float, now: float
     ) -> None:
-        if not self._enabled or not_after <= now:
+        if not self._maxsize or not_after <= now:
             return
-        cached = info.as_cached()
+        key = self._tags[policy] + digest
+        entry = (not_after, info.as_cached())
         with self._lock:
-            self._cache[(digest, policy)] = (not_after, cached)
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._maxsize:
+                self._entries.popitem(last=False)
 
-    def forget(self, digest: bytes, policies: Iterable[str]) -> None:
+    def forget(self, digest: bytes) -> None:
+        """Drop the token's entries for every policy."""
         with self._lock:
-            for name in policies:
-                self._cache.pop((digest, name), None)
+            for tag in self._tags.values():
+                self._entries.pop(tag + digest, None)
 
     def __len__(self) -> int:
-        return len(self._cache)
+        return len(self._entries)

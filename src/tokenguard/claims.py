@@ -82,6 +82,24 @@ def _string_list(value: Any, name: str) -> tuple[str, ...]:
 
 
 def _scopes(raw: Mapping[str, Any]) -> frozenset[str]:
+    scope = raw.get("scope", _ABSENT)
+    if type(scope) is str and "scp" not in raw:
+        # The common case: share one frozenset per distinct scope string.
+        found = _SCOPE_SETS.get(scope)
+        if found is None:
+            found = frozenset(scope.split(" ")) - {""}
+            if len(_SCOPE_SETS) >= _SCOPE_SETS_MAX:
+                _SCOPE_SETS.clear()
+            _SCOPE_SETS[scope] = found
+        return found
+    return _scopes_slow(raw)
+
+
+_SCOPE_SETS: dict[str, frozenset[str]] = {}
+_SCOPE_SETS_MAX = 4096
+
+
+def _scopes_slow(raw: Mapping[str, Any]) -> frozenset[str]:
     # RFC 9068 / RFC 8693 use a space-delimited "scope" string; many servers (Okta,
     # Azure AD) use "scp", as an array or a space-delimited string. Both count.
     found: set[str] = set()

@@ -69,7 +69,7 @@ class Engine:
             max_active_ttl=max(p.active_cache_age for p in runtimes),
             max_inactive_ttl=max(p.inactive_cache_age for p in runtimes),
         )
-        self.verified_cache = VerifiedCache(self.settings.verified_cache_size)
+        self.verified_cache = VerifiedCache(self.settings.verified_cache_size, self.policies)
         self._default = next(iter(self.policies.values())) if len(self.policies) == 1 else None
 
     # -- entry points ---------------------------------------------------------------
@@ -113,7 +113,7 @@ class Engine:
     def forget(self, token: str) -> None:
         """Drop every cached answer about ``token`` (e.g. after a revocation signal)."""
         digest = token_digest(token)
-        self.verified_cache.forget(digest, self.policies)
+        self.verified_cache.forget(digest)
         self.introspection_cache.forget(digest, self.issuers)
 
     # -- the flow -------------------------------------------------------------------
@@ -339,7 +339,7 @@ class Engine:
                 self.introspection_cache.put(issuer.issuer, digest, result)
                 if not result.active:
                     # A revocation signal: no policy may keep serving this token.
-                    self.verified_cache.forget(digest, self.policies)
+                    self.verified_cache.forget(digest)
             return result
 
         result = yield Fetch(

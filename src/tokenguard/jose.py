@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 import json
+from sys import intern
 from typing import Any, NamedTuple
 
 from .algorithms import REGISTRY, JWSAlgorithm
@@ -48,10 +49,21 @@ def b64url_decode(segment: str) -> bytes:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
+    # Member names are interned, and so are the values of claims that repeat from token
+    # to token (issuer, audience, client, scope): a cache of 100,000 validated tokens
+    # then holds one copy of each instead of 100,000.
+    obj = {
+        intern(name): intern(value) if name in _SHARED and type(value) is str else value
+        for name, value in pairs
+    }
     if len(obj) != len(pairs):
         raise ValueError("duplicate member name")
     return obj
+
+
+_SHARED = frozenset(
+    {"iss", "aud", "azp", "client_id", "scope", "scp", "typ", "alg", "token_type", "acr"}
+)
 
 
 def _no_constant(name: str) -> Any:

@@ -92,17 +92,21 @@ class TokenInfo(BaseModel):
 
 
 def freeze(value: Any, depth: int = 0) -> Any:
-    """A deep read-only copy of a JSON value: dicts become mapping proxies, lists tuples.
+    """A deep read-only view of a JSON value: dicts become mapping proxies, lists tuples.
 
-    Raises ValueError past :data:`MAX_DEPTH` levels: no token needs more, and the
-    bound keeps this recursion far from the interpreter's limit.
+    A dict is wrapped as is when nothing in it needs freezing (the common, flat case):
+    the caller hands over a dict no one else will change. Raises ValueError past
+    :data:`MAX_DEPTH` levels: no token needs more, and the bound keeps this recursion
+    far from the interpreter's limit.
     """
     if depth > MAX_DEPTH:
         raise ValueError("JSON value nested too deeply")
     if type(value) is dict:
-        return MappingProxyType(
-            {k: freeze(v, depth + 1) if type(v) in _CONTAINERS else v for k, v in value.items()}
-        )
+        if any(type(v) in _CONTAINERS for v in value.values()):
+            value = {
+                k: freeze(v, depth + 1) if type(v) in _CONTAINERS else v for k, v in value.items()
+            }
+        return MappingProxyType(value)
     if type(value) is list:
         return tuple(freeze(v, depth + 1) if type(v) in _CONTAINERS else v for v in value)
     return value

@@ -398,13 +398,19 @@ def test_token_info_claims_read_only(info: TokenInfo, mutate: Any) -> None:
     assert info.claims["nested"]["list"][1]["deep"] == "value"
 
 
-def test_token_info_independent_of_raw_dict() -> None:
-    raw = {"sub": "alice", "nested": {"a": 1}}
-    info = to_token_info(read_claims(raw), source="jwt", issuer="i", token_type=None)
-    raw["sub"] = "mallory"
-    raw["nested"]["a"] = 2
-    assert info.claims["sub"] == "alice"
-    assert info.claims["nested"]["a"] == 1
+def test_token_info_takes_over_the_raw_dict() -> None:
+    # The parsed dict is handed over, not copied (no one else holds it), and wrapped
+    # read-only at every level.
+    flat = {"sub": "alice"}
+    info = to_token_info(read_claims(flat), source="jwt", issuer="i", token_type=None)
+    assert info.claims == flat
+    with pytest.raises(TypeError):
+        info.claims["sub"] = "mallory"  # type: ignore[index]
+    nested = {"sub": "alice", "nested": {"a": [1]}}
+    info = to_token_info(read_claims(nested), source="jwt", issuer="i", token_type=None)
+    assert info.claims["nested"]["a"] == (1,)
+    with pytest.raises(TypeError):
+        info.claims["nested"]["a"] = 2  # type: ignore[index]
 
 
 def test_token_info_model_dump(info: TokenInfo) -> None:
