@@ -10,7 +10,6 @@ something to coerce.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from .errors import (
@@ -188,10 +187,6 @@ def check_binding(claims: Claims, *, allow_sender_constrained: bool) -> None:
         raise UnsupportedToken("Sender-constrained tokens need a proof of possession")
 
 
-def _datetime(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
-
-
 def to_token_info(
     claims: Claims, *, source: TokenSource, issuer: str, token_type: str | None
 ) -> TokenInfo:
@@ -201,23 +196,9 @@ def to_token_info(
     except ValueError:
         raise InvalidClaims("The token claims are nested too deeply") from None
     return TokenInfo.trusted(
-        active=True,
-        subject=claims.subject,
-        client_id=claims.client_id,
-        username=claims.username,
-        scopes=claims.scopes,
-        audience=claims.audience,
         issuer=issuer,
-        expires_at=_datetime(claims.exp),
-        issued_at=_datetime(claims.iat),
-        not_before=_datetime(claims.nbf),
-        token_id=claims.token_id,
+        scopes=claims.scopes,
         token_type=token_type,
-        cnf=None if claims.cnf is None else frozen["cnf"],
-        acr=claims.acr,
-        amr=claims.amr,
-        auth_time=_datetime(claims.auth_time),
         claims=frozen,
         source=source,
-        cached=False,
     )

@@ -163,8 +163,8 @@ class Settings(BaseModel):
     jwks_refresh_cooldown: float = Field(default=15.0, ge=0)
     jwks_stale_window: float = Field(default=6 * 3600.0, ge=0)
     metadata_ttl: float = Field(default=86400.0, gt=0)
-    introspection_cache_size: int = Field(default=100_000, ge=0)
-    verified_cache_size: int = Field(default=100_000, ge=0)
+    introspection_cache_size: int = Field(default=40_000, ge=0)
+    verified_cache_size: int = Field(default=40_000, ge=0)
 
     @model_validator(mode="after")
     def _ttl_bounds(self) -> Settings:

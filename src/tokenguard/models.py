@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_serializer
 
 from .errors import InsufficientScope
 
@@ -23,43 +23,133 @@ class TokenInfo(BaseModel):
     can be shared safely between requests and cached. ``source`` says which path
     validated the token (``"jwt+introspection"``: verified locally and confirmed live by
     the authorization server); ``cached`` says whether this answer came from a cache.
+
+    ``claims`` holds the token's claims (JWT) or the introspection response (RFC 7662
+    uses the same member names); ``subject``, ``client_id``, ``audience``,
+    ``expires_at`` and the other registered claims are read from it on access, so a
+    cached answer stores each value once.
     """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     active: bool = True
-    subject: str | None = None
-    client_id: str | None = None
-    username: str | None = None
-    scopes: frozenset[str] = frozenset()
-    audience: tuple[str, ...] = ()
     issuer: str | None = None
-    expires_at: datetime | None = None
-    issued_at: datetime | None = None
-    not_before: datetime | None = None
-    token_id: str | None = None
+    scopes: frozenset[str] = frozenset()
     token_type: str | None = None
-    cnf: Mapping[str, Any] | None = None
-    acr: str | None = None
-    amr: tuple[str, ...] | None = None
-    auth_time: datetime | None = None
     claims: Mapping[str, Any] = Field(default_factory=lambda: MappingProxyType({}))
     source: TokenSource = "jwt"
     cached: bool = False
 
-    @field_serializer("claims", "cnf")
-    def _plain_mapping(self, value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def subject(self) -> str | None:
+        """``sub``."""
+        return self.claims.get("sub")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def client_id(self) -> str | None:
+        """``client_id``."""
+        return self.claims.get("client_id")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def username(self) -> str | None:
+        """``username`` (introspection)."""
+        return self.claims.get("username")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def audience(self) -> tuple[str, ...]:
+        """``aud``, always as a tuple."""
+        return _strings(self.claims.get("aud")) or ()
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def expires_at(self) -> datetime | None:
+        """``exp`` as an aware UTC datetime."""
+        return _when(self.claims.get("exp"))
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def issued_at(self) -> datetime | None:
+        """``iat`` as an aware UTC datetime."""
+        return _when(self.claims.get("iat"))
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def not_before(self) -> datetime | None:
+        """``nbf`` as an aware UTC datetime."""
+        return _when(self.claims.get("nbf"))
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def auth_time(self) -> datetime | None:
+        """``auth_time`` as an aware UTC datetime."""
+        return _when(self.claims.get("auth_time"))
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def token_id(self) -> str | None:
+        """``jti``."""
+        return self.claims.get("jti")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cnf(self) -> Mapping[str, Any] | None:
+        """``cnf`` (RFC 7800): the key a sender-constrained token is bound to."""
+        return self.claims.get("cnf")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def acr(self) -> str | None:
+        """``acr``."""
+        return self.claims.get("acr")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def amr(self) -> tuple[str, ...] | None:
+        """``amr``, as a tuple."""
+        return _strings(self.claims.get("amr"))
+
+    @field_serializer("claims")
+    def _plain_claims(self, value: Mapping[str, Any]) -> dict[str, Any]:
+        return _thaw(value)  # type: ignore[no-any-return]
+
+    @field_serializer("cnf")
+    def _plain_cnf(self, value: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return None if value is None else _thaw(value)
 
     @classmethod
-    def trusted(cls, **fields: Any) -> Self:
+    def trusted(
+        cls,
+        *,
+        issuer: str,
+        scopes: frozenset[str],
+        token_type: str | None,
+        claims: Mapping[str, Any],
+        source: TokenSource,
+        cached: bool = False,
+    ) -> Self:
         """Build from values tokenguard has already type-checked, without validation.
 
         Equivalent to ``model_construct`` with every field given, at a fraction of the
         cost (it is on the path of every first-seen token). Internal.
         """
         info = cls.__new__(cls)
-        object.__setattr__(info, "__dict__", fields)
+        object.__setattr__(
+            info,
+            "__dict__",
+            {
+                "active": True,
+                "issuer": issuer,
+                "scopes": scopes,
+                "token_type": token_type,
+                "claims": claims,
+                "source": source,
+                "cached": cached,
+            },
+        )
         object.__setattr__(info, "__pydantic_fields_set__", _ALL_FIELDS)
         object.__setattr__(info, "__pydantic_extra__", None)
         object.__setattr__(info, "__pydantic_private__", None)
@@ -67,7 +157,12 @@ class TokenInfo(BaseModel):
 
     def as_cached(self) -> Self:
         """This answer, marked as served from a cache."""
-        return self.trusted(**{**self.__dict__, "cached": True})
+        copy = self.__new__(type(self))
+        object.__setattr__(copy, "__dict__", {**self.__dict__, "cached": True})
+        object.__setattr__(copy, "__pydantic_fields_set__", _ALL_FIELDS)
+        object.__setattr__(copy, "__pydantic_extra__", None)
+        object.__setattr__(copy, "__pydantic_private__", None)
+        return copy
 
     def has_scopes(self, *scopes: str) -> bool:
         """True if the token carries every one of ``scopes``."""
@@ -131,3 +226,13 @@ def scopes_of(values: Iterable[str]) -> frozenset[str]:
 
 
 _ALL_FIELDS = frozenset(TokenInfo.model_fields)
+
+
+def _when(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+
+
+def _strings(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return (value,) if isinstance(value, str) else tuple(value)
