@@ -13,7 +13,7 @@ import httpx
 from .engine import Flow
 from .exchange import Fetch, HttpFailure, HttpOutcome, HttpRequest, ResponseReader
 from .models import TokenInfo
-from .transport import REQUEST_HEADERS, client_options, failure_reason
+from .transport import build_request, client_options, failure_reason
 
 __all__ = ["AsyncShell"]
 
@@ -78,13 +78,7 @@ class AsyncShell:
         client = self._http()
         deadline = time.monotonic() + self._timeout
         try:
-            built = client.build_request(
-                request.method,
-                request.url,
-                headers={**REQUEST_HEADERS, **request.headers},
-                data=request.form,
-                timeout=self._timeout,
-            )
+            built = build_request(client, request, self._timeout, own_client=self._owned)
             response = await client.send(built, stream=True, follow_redirects=False)
             try:
                 reader = ResponseReader(request, response.status_code, response.headers, deadline)

@@ -7,8 +7,9 @@ from typing import Any
 import httpx
 
 from . import __version__
+from .exchange import HttpRequest
 
-__all__ = ["REQUEST_HEADERS", "client_options", "failure_reason"]
+__all__ = ["REQUEST_HEADERS", "build_request", "client_options", "failure_reason"]
 
 #: Sent with every request, also through a client the user supplied.
 REQUEST_HEADERS = {
@@ -27,6 +28,21 @@ def client_options(timeout: float) -> dict[str, Any]:
         "limits": httpx.Limits(max_connections=100, max_keepalive_connections=20),
         "headers": REQUEST_HEADERS,
     }
+
+
+def build_request(
+    client: httpx.Client | httpx.AsyncClient,
+    request: HttpRequest,
+    timeout: float,
+    *,
+    own_client: bool,
+) -> httpx.Request:
+    """The httpx request for ``request``. A client tokenguard made already sends
+    :data:`REQUEST_HEADERS`; a client the user gave gets them on each request."""
+    headers = request.headers if own_client else {**REQUEST_HEADERS, **request.headers}
+    return client.build_request(
+        request.method, request.url, headers=headers, data=request.form, timeout=timeout
+    )
 
 
 def failure_reason(error: httpx.HTTPError) -> str:
