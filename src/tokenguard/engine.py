@@ -112,6 +112,8 @@ class Engine:
 
     def forget(self, token: str) -> None:
         """Drop every cached answer about ``token`` (e.g. after a revocation signal)."""
+        if not isinstance(token, str) or not token.isascii():
+            return  # never validated, so never cached
         digest = token_digest(token)
         self.verified_cache.forget(digest)
         self.introspection_cache.forget(digest, self.issuers)

@@ -151,7 +151,7 @@ class JwksState:
                 self._last_attempt is None
                 or now >= self._last_attempt + self._settings.jwks_refresh_cooldown
             )
-            if self._keys is None or now >= self._fresh_until:
+            if self._keys is None or now > self._fresh_until:
                 # Missing or expired: fetch, unless a fetch just failed (then back off).
                 return not self._failed or cooled
             if self._keys.candidates(alg, kid):
@@ -192,9 +192,11 @@ class JwksState:
             keys = self._keys
             if keys is None:
                 return None
-            if now < self._fresh_until:
+            # Fresh up to and including fresh_until: a set served with max-age=0 is still
+            # good for the validation that fetched it, at that instant.
+            if now <= self._fresh_until:
                 return keys
-            if now >= self._fresh_until + self._settings.jwks_stale_window:
+            if now > self._fresh_until + self._settings.jwks_stale_window:
                 return None
             first = not self._stale_logged
             self._stale_logged = True

@@ -337,8 +337,8 @@ def test_first_fetch_and_fresh_use(doc: dict[str, Any]) -> None:
 def test_expiry_triggers_fetch(doc: dict[str, Any]) -> None:
     state = JwksState(ISSUER, SETTINGS)
     state.absorb(doc, "max-age=300", T0)
-    assert state.wants_fetch(T0 + 300, "RS256", "k1")
-    assert not state.wants_fetch(T0 + 299, "RS256", "k1")
+    assert state.wants_fetch(T0 + 300.001, "RS256", "k1")
+    assert not state.wants_fetch(T0 + 300, "RS256", "k1")  # fresh up to fresh_until
 
 
 def test_unknown_kid_refresh_under_cooldown(doc: dict[str, Any], rotated: dict[str, Any]) -> None:
@@ -378,7 +378,7 @@ def test_failed_refresh_keeps_last_known_good(
     state = JwksState(ISSUER, SETTINGS)
     state.absorb(doc, "max-age=300", T0)
     good = state.usable(T0)
-    expired = T0 + 300
+    expired = T0 + 301
     assert state.wants_fetch(expired, "RS256", "k1")
     caplog.set_level(logging.WARNING, logger="tokenguard.jwks")
     state.absorb(None, None, expired)
@@ -391,13 +391,13 @@ def test_failed_refresh_keeps_last_known_good(
     assert len(stale) == 1
     assert stale[0].levelno == logging.WARNING
     assert ISSUER in stale[0].getMessage()
-    assert "(1s stale)" in stale[0].getMessage()
+    assert "(2s stale)" in stale[0].getMessage()
     # Logged once per failed refresh, not on every use.
     assert state.usable(expired + 2) is good
-    assert state.usable(expired + 599.9) is good
+    assert state.usable(expired + 598.9) is good
     assert len([r for r in caplog.records if "last-known-good" in r.getMessage()]) == 1
     # Past the stale window: nothing trustworthy.
-    assert state.usable(expired + 600) is None
+    assert state.usable(expired + 599.1) is None
     # Another failed refresh re-arms the warning.
     state.absorb(None, None, expired + 20)
     state.usable(expired + 21)
@@ -456,8 +456,8 @@ def test_successful_refresh_logs_info(
 def test_default_ttl_when_no_cache_control(doc: dict[str, Any]) -> None:
     state = JwksState(ISSUER, SETTINGS)
     state.absorb(doc, None, T0)
-    assert not state.wants_fetch(T0 + 3599, "RS256", "k1")
-    assert state.wants_fetch(T0 + 3600, "RS256", "k1")
+    assert not state.wants_fetch(T0 + 3600, "RS256", "k1")
+    assert state.wants_fetch(T0 + 3601, "RS256", "k1")
 
 
 def test_recovery_after_failure_clears_backoff(doc: dict[str, Any]) -> None:
@@ -467,4 +467,4 @@ def test_recovery_after_failure_clears_backoff(doc: dict[str, Any]) -> None:
     state.absorb(doc, "max-age=60", T0 + 75)
     assert state.usable(T0 + 76) is not None
     # Expired again 60 s later: a fetch is wanted at once (no failure pending).
-    assert state.wants_fetch(T0 + 135, "RS256", "k1")
+    assert state.wants_fetch(T0 + 136, "RS256", "k1")
