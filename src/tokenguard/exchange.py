@@ -10,6 +10,7 @@ so a stampede of waiters does not, say, sign a client assertion each.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,9 +66,14 @@ class Fetch:
 
 
 class ResponseReader:
-    """The rules for receiving a response, shared by both shells: identity encoding
-    only (no decompression bombs), at most ``max_bytes``, done before ``deadline``
-    (a monotonic time, so a server dribbling bytes cannot hold a request open)."""
+    """The rules for receiving a response, shared by both shells: at most ``max_bytes``
+    of body, done before ``deadline`` (a monotonic time, so a server dribbling bytes
+    cannot hold a request open).
+
+    Requests ask for ``identity`` encoding. A server that compresses anyway is decoded
+    here with the output bounded as it is produced, so a small compressed body cannot
+    expand past ``max_bytes`` (no decompression bomb); an unknown encoding is refused.
+    """
 
     def __init__(
         self, request: HttpRequest, status: int, headers: Mapping[str, str], deadline: float
@@ -77,17 +83,29 @@ class ResponseReader:
         self._status = status
         self._headers = {name.lower(): value for name, value in headers.items()}
         self._body = bytearray()
+        self._inflate: Any = None
 
     def check_head(self) -> HttpFailure | None:
         encoding = self._headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            return HttpFailure("compressed response refused")
+        if encoding in ("gzip", "x-gzip", "deflate"):
+            # wbits: 16 + 15 reads gzip; 15 reads zlib-wrapped deflate.
+            self._inflate = zlib.decompressobj(31 if "gzip" in encoding else 15)
+        elif encoding not in ("", "identity"):
+            return HttpFailure("unsupported content encoding")
         length = self._headers.get("content-length")
         if length is not None and (not length.strip().isdigit() or int(length) > self._max):
             return HttpFailure("response too large")
         return None
 
     def feed(self, chunk: bytes, now: float) -> HttpFailure | None:
+        if self._inflate is not None:
+            room = self._max - len(self._body) + 1
+            try:
+                chunk = self._inflate.decompress(chunk, room)
+            except zlib.error:
+                return HttpFailure("bad compressed body")
+            if self._inflate.unconsumed_tail:
+                return HttpFailure("response too large")
         self._body += chunk
         if len(self._body) > self._max:
             return HttpFailure("response too large")
@@ -96,4 +114,6 @@ class ResponseReader:
         return None
 
     def response(self) -> HttpResponse:
+        if self._inflate is not None:
+            self._headers.pop("content-encoding", None)
         return HttpResponse(self._status, self._headers, bytes(self._body))

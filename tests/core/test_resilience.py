@@ -349,3 +349,28 @@ def test_unknown_kid_during_an_outage_is_503_not_401(
         clock.tick(20)
         with pytest.raises(InvalidSignature):  # reachable again: now we know it is unknown
             check(guard, new_kid)
+
+
+def test_a_server_that_compresses_anyway_is_understood(
+    auth_server: AuthServer, check: Driver
+) -> None:
+    import gzip
+    import json
+
+    guard = guard_for(auth_server)
+    body = gzip.compress(json.dumps(auth_server.jwks()).encode())
+    auth_server.set_failure(
+        "jwks", 200, body, content_type="application/json", headers={"Content-Encoding": "gzip"}
+    )
+    assert check(guard, auth_server.issue_jwt()).active
+    # ... but a compressed bomb is cut off at the size cap: 503, nothing crashes.
+    bomb = gzip.compress(b" " * 50_000_000)
+    auth_server.set_failure(
+        "introspection",
+        200,
+        bomb,
+        content_type="application/json",
+        headers={"Content-Encoding": "gzip"},
+    )
+    with pytest.raises(ValidationUnavailable):
+        check(guard, auth_server.issue_opaque())
