@@ -30,6 +30,11 @@ def _secret_from_env(data: Any, field: str) -> Any:
     return data
 
 
+def positional(data: dict[str, Any], **given: Any) -> dict[str, Any]:
+    """Merge positional constructor arguments (those given) into keyword data."""
+    return {**data, **{name: value for name, value in given.items() if value is not None}}
+
+
 class _Auth(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
@@ -49,11 +54,7 @@ class _ClientSecret(_Auth):
         /,
         **data: Any,
     ) -> None:
-        if client_id is not None:
-            data["client_id"] = client_id
-        if client_secret is not None:
-            data["client_secret"] = client_secret
-        super().__init__(**data)
+        super().__init__(**positional(data, client_id=client_id, client_secret=client_secret))
 
     @model_validator(mode="before")
     @classmethod
@@ -131,11 +132,7 @@ class PrivateKeyJWT(_Auth):
         /,
         **data: Any,
     ) -> None:
-        if client_id is not None:
-            data["client_id"] = client_id
-        if private_key is not None:
-            data["private_key"] = private_key
-        super().__init__(**data)
+        super().__init__(**positional(data, client_id=client_id, private_key=private_key))
 
     @model_validator(mode="before")
     @classmethod
@@ -190,9 +187,7 @@ class BearerToken(_Auth):
     token: SecretStr
 
     def __init__(self, token: str | SecretStr | None = None, /, **data: Any) -> None:
-        if token is not None:
-            data["token"] = token
-        super().__init__(**data)
+        super().__init__(**positional(data, token=token))
 
     @model_validator(mode="before")
     @classmethod

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .algorithms import DEFAULT_ALGORITHMS, REGISTRY
-from .client_auth import ClientAuth
+from .client_auth import ClientAuth, positional
 from .errors import ConfigurationError
 from .urls import endpoint_problem
 
@@ -45,9 +45,7 @@ class Issuer(BaseModel):
     allow_insecure_http: bool = False
 
     def __init__(self, issuer: str | None = None, /, **data: Any) -> None:
-        if issuer is not None:
-            data["issuer"] = issuer
-        super().__init__(**data)
+        super().__init__(**positional(data, issuer=issuer))
 
     @model_validator(mode="after")
     def _check_urls(self) -> Issuer:
