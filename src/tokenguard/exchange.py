@@ -113,7 +113,11 @@ class ResponseReader:
             return HttpFailure("response too slow")
         return None
 
-    def response(self) -> HttpResponse:
+    def response(self) -> HttpOutcome:
+        """The response, once the body is complete (a compressed body must have ended
+        cleanly, its checksum included)."""
         if self._inflate is not None:
+            if not self._inflate.eof or self._inflate.unused_data:
+                return HttpFailure("bad compressed body")
             self._headers.pop("content-encoding", None)
         return HttpResponse(self._status, self._headers, bytes(self._body))

@@ -249,3 +249,17 @@ def test_request_and_fetch_reprs_hide_credentials() -> None:
     fetch = Fetch(key=("jwks", "x"), build=lambda: request, complete=lambda _o: None)
     assert repr(fetch) == "Fetch(key=('jwks', 'x'))"
     assert fetch.build() is request
+
+
+def test_truncated_or_corrupt_compressed_body_is_a_failure() -> None:
+    import gzip
+
+    packed = gzip.compress(b'{"keys": []}')
+    truncated = reader({"Content-Encoding": "gzip"}, max_bytes=100)
+    assert truncated.check_head() is None
+    assert truncated.feed(packed[:-8], 1.0) is None  # no checksum trailer
+    assert truncated.response() == HttpFailure("bad compressed body")
+    trailing = reader({"Content-Encoding": "gzip"}, max_bytes=100)
+    assert trailing.check_head() is None
+    assert trailing.feed(packed + b"junk", 1.0) is None
+    assert trailing.response() == HttpFailure("bad compressed body")
