@@ -31,7 +31,7 @@ from tokenguard import (
 )
 from tokenguard.testing import AuthServer
 
-from ..conftest import AUDIENCE, Driver
+from ..conftest import AUDIENCE, Driver, guard_for
 from . import forge
 from .conftest import Insider
 from .support import accepted, outcome, rejected
@@ -40,8 +40,6 @@ OPAQUE = "opaque"  # routed as an opaque token: UnsupportedToken (jwt), Inactive
 
 
 def _build(server: AuthServer, insider: Insider, settings: dict[str, Any]) -> TokenGuard:
-    from ..conftest import guard_for
-
     return guard_for(
         server,
         Policy(name="jwt", audience=AUDIENCE, mode="jwt"),

@@ -226,6 +226,8 @@ _SIZES = [
     "gzip bomb without length",
     "unknown encoding (br)",
     "gzip, corrupt",
+    "gzip, no trailer",
+    "gzip, trailing junk",
 ]
 
 
@@ -236,8 +238,10 @@ def test_oversized_answers(
     """Resource exhaustion (docs/concepts.md Transport: introspection answers are capped at
     64 KiB; a compressed answer is decoded with its output bounded by the same cap): an
     answer padded past the cap, an endless one without Content-Length, decompression bombs
-    (with and without Content-Length), an encoding that is not decoded, a corrupt stream.
-    All 503."""
+    (with and without Content-Length), an encoding that is not decoded, a stream that is
+    corrupt, lacks its trailer or is followed by junk (RFC 1952 §2.2). All 503.
+    (Regression: without a trailer, or with junk after it, an active answer passed before
+    9b119fb.)"""
     guard = _guard(server)
     if size == "64KiB+1 with length":
         body = forge.raw_json(_answer(server, pad="x" * 65_536))
@@ -253,8 +257,14 @@ def test_oversized_answers(
         body = _compressed(encoding, bomb)
         if encoding == "br":  # labelled br, whatever the bytes: not decoded, refused
             body = forge.raw_json(_answer(server))
+        # A complete, valid, active answer, damaged in transit (or by the attacker).
+        packed = _compressed("gzip", forge.raw_json(_answer(server)))
         if "corrupt" in size:
-            body = _compressed("gzip", forge.raw_json(_answer(server)))[:-12] + b"\x00" * 12
+            body = packed[:-12] + b"\x00" * 12
+        elif "no trailer" in size:
+            body = packed[:-8]  # CRC-32 and length missing: the answer may be cut short
+        elif "junk" in size:
+            body = packed + b"junk"
         assert len(body) < 64 * 1024
         headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
         if "without length" in size:

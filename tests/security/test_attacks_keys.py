@@ -259,7 +259,8 @@ def test_key_set_redirect_to_the_attacker(
     finally:
         if clients:
             clients["http_client"].close()
-            check.loop and check.loop.run_until_complete(clients["async_http_client"].aclose())
+            if check.loop is not None:
+                check.loop.run_until_complete(clients["async_http_client"].aclose())
     assert attacker.hits == 0, attacker.requests
 
 
