@@ -41,11 +41,20 @@ class VerificationKey:
     key: Any = field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
 class KeySet:
-    """The usable keys of one JWKS, indexed for selection by ``kid`` and algorithm."""
+    """The usable keys of one JWKS, indexed for selection by algorithm and ``kid``."""
 
-    keys: tuple[VerificationKey, ...]
+    __slots__ = ("_index", "keys")
+
+    def __init__(self, keys: tuple[VerificationKey, ...]) -> None:
+        self.keys = keys
+        index: dict[tuple[str, str | None], list[VerificationKey]] = {}
+        for key in keys:
+            for alg in key.algorithms:
+                index.setdefault((alg, None), []).append(key)
+                if key.kid is not None:
+                    index.setdefault((alg, key.kid), []).append(key)
+        self._index = {where: tuple(found) for where, found in index.items()}
 
     def candidates(self, alg: str, kid: str | None) -> tuple[VerificationKey, ...]:
         """Keys that may verify ``alg``; with a ``kid``, only keys of that exact ``kid``.
@@ -53,7 +62,16 @@ class KeySet:
         A token without ``kid`` is tried against every key fitting its algorithm (many
         servers publish a single key and omit ``kid``); the set size is bounded.
         """
-        return tuple(k for k in self.keys if alg in k.algorithms and (kid is None or k.kid == kid))
+        return self._index.get((alg, kid), ())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KeySet) and other.keys == self.keys
+
+    def __hash__(self) -> int:
+        return hash(self.keys)
+
+    def __repr__(self) -> str:
+        return f"KeySet({len(self.keys)} keys)"
 
 
 def _usable_key(jwk: Any, *, allow_symmetric: bool) -> VerificationKey | None:
