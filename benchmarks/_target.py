@@ -9,7 +9,6 @@ ratios. Either way the client's own CPU time is measured per thread.
 
 from __future__ import annotations
 
-import http.server
 import multiprocessing
 from multiprocessing.connection import Connection
 from types import TracebackType
@@ -18,15 +17,6 @@ from typing import Any, Self
 from _common import TOKEN_SCOPES
 
 from tokenguard.testing import AuthServer
-
-#: An http.server listens with a backlog of 5; 64 simultaneous connects overflow it
-#: and the kernel resets some of them. A real server has a larger backlog.
-LISTEN_BACKLOG = 128
-
-
-def raise_listen_backlog() -> None:
-    """Give AuthServers started after this call a realistic listen backlog."""
-    http.server.ThreadingHTTPServer.request_queue_size = LISTEN_BACKLOG
 
 
 class LocalTarget:
@@ -57,7 +47,6 @@ class LocalTarget:
 
 def _serve(conn: Connection) -> None:
     """Child process: run an AuthServer and answer requests for tokens and counters."""
-    raise_listen_backlog()
     with AuthServer(token_lifetime=3600) as server:
         conn.send(
             {

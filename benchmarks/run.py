@@ -27,7 +27,7 @@ import _footprint
 import _jwt_bench
 import _opaque_bench
 from _common import Budget, Table
-from _target import LocalTarget, RemoteTarget, raise_listen_backlog
+from _target import LocalTarget, RemoteTarget
 
 import tokenguard
 from tokenguard.testing import AuthServer
@@ -143,7 +143,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # An http.server listens with a backlog of 5: 64 simultaneous connects overflow it
     # and some are reset. Give the AuthServers the backlog a real server would have.
-    raise_listen_backlog()
     with AuthServer(token_lifetime=3600) as server:
         lap("setup")
         for table in _jwt_bench.run(server, budget):

@@ -132,6 +132,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # http.server's default backlog of 5 resets connections when a test opens dozens
+    # at once (a stampede); real servers queue far more.
+    request_queue_size = 128
 
     def __init__(self, port: int, dispatch: Dispatch) -> None:
         self.dispatch = dispatch
