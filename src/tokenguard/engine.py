@@ -76,6 +76,8 @@ class Engine:
 
     def policy(self, ref: str | Policy | None) -> PolicyRuntime:
         """The compiled policy for a name (or a configured :class:`Policy`)."""
+        if type(ref) is str and (runtime := self.policies.get(ref)) is not None:
+            return runtime  # the common case, first
         if ref is None:
             if self._default is None:
                 raise ConfigurationError("several policies are configured: name one")
