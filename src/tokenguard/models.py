@@ -136,10 +136,7 @@ class TokenInfo(BaseModel):
         Equivalent to ``model_construct`` with every field given, at a fraction of the
         cost (it is on the path of every first-seen token). Internal.
         """
-        info = cls.__new__(cls)
-        object.__setattr__(
-            info,
-            "__dict__",
+        return cls._assemble(
             {
                 "active": True,
                 "issuer": issuer,
@@ -148,21 +145,22 @@ class TokenInfo(BaseModel):
                 "claims": claims,
                 "source": source,
                 "cached": cached,
-            },
+            }
         )
+
+    def as_cached(self) -> Self:
+        """This answer, marked as served from a cache."""
+        return self._assemble({**self.__dict__, "cached": True})
+
+    @classmethod
+    def _assemble(cls, fields: dict[str, Any]) -> Self:
+        # What model_construct does, for a complete set of already-checked fields.
+        info = cls.__new__(cls)
+        object.__setattr__(info, "__dict__", fields)
         object.__setattr__(info, "__pydantic_fields_set__", _ALL_FIELDS)
         object.__setattr__(info, "__pydantic_extra__", None)
         object.__setattr__(info, "__pydantic_private__", None)
         return info
-
-    def as_cached(self) -> Self:
-        """This answer, marked as served from a cache."""
-        copy = self.__new__(type(self))
-        object.__setattr__(copy, "__dict__", {**self.__dict__, "cached": True})
-        object.__setattr__(copy, "__pydantic_fields_set__", _ALL_FIELDS)
-        object.__setattr__(copy, "__pydantic_extra__", None)
-        object.__setattr__(copy, "__pydantic_private__", None)
-        return copy
 
     def has_scopes(self, *scopes: str) -> bool:
         """True if the token carries every one of ``scopes``."""
