@@ -68,7 +68,6 @@ class MetadataState:
         self._metadata: Metadata | None = None
         self._fresh_until = 0.0
         self._retry_at = 0.0
-        self.fetches = 0
 
     @property
     def metadata(self) -> Metadata | None:
@@ -83,12 +82,9 @@ class MetadataState:
         try:
             metadata = parse_metadata(outcome, self._issuer)
         except ValueError as error:
-            with self._lock:
-                self.fetches += 1
             log.debug("metadata of %s not usable here: %s", self._issuer.issuer, error)
             return False
         with self._lock:
-            self.fetches += 1
             self._metadata = metadata
             self._fresh_until = now + self._ttl
         return True

@@ -155,7 +155,6 @@ class JwksState:
         self._last_attempt: float | None = None
         self._failed = False
         self._stale_logged = False
-        self.fetches = 0
 
     @property
     def failing(self) -> bool:
@@ -192,7 +191,6 @@ class JwksState:
                 log.warning("JWKS of %s has no usable key; keeping the previous keys", self.issuer)
                 keys = None
         with self._lock:
-            self.fetches += 1
             self._last_attempt = now
             if keys is None:
                 self._failed = True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal, Self
@@ -216,11 +216,6 @@ def _thaw(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_thaw(v) for v in value]
     return value
-
-
-def scopes_of(values: Iterable[str]) -> frozenset[str]:
-    """Scopes as a frozenset, ignoring empty strings."""
-    return frozenset(v for v in values if v)
 
 
 _ALL_FIELDS = frozenset(TokenInfo.model_fields)

@@ -455,9 +455,3 @@ def test_freeze_scalars_and_containers() -> None:
     assert isinstance(frozen, MappingProxyType)
     assert frozen["a"] == (1, MappingProxyType({"b": (2,)}))
     assert freeze(5) == 5
-
-
-def test_scopes_of_ignores_empty() -> None:
-    from tokenguard.models import scopes_of
-
-    assert scopes_of(["a", "", "b", "a"]) == frozenset({"a", "b"})
