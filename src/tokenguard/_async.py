@@ -53,11 +53,20 @@ class AsyncShell:
         self._timeout = timeout
         self._client = client
         self._owned = client is None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._flights = TaskFlights()
 
     def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
+        if not self._owned:
+            assert self._client is not None
+            return self._client
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            # A client's connections belong to the event loop that made them; a guard
+            # used from another loop (asyncio.run per call, a loop per test) needs its
+            # own. The old loop is usually closed already, its client unreachable.
             self._client = httpx.AsyncClient(**client_options(self._timeout))
+            self._loop = loop
         return self._client
 
     async def run(self, flow: Flow) -> TokenInfo:
@@ -98,4 +107,6 @@ class AsyncShell:
     async def aclose(self) -> None:
         if self._owned and self._client is not None:
             client, self._client = self._client, None
-            await client.aclose()
+            if self._loop is asyncio.get_running_loop():
+                await client.aclose()
+            # A client of another (closed) loop cannot be closed from here: drop it.
