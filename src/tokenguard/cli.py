@@ -196,6 +196,11 @@ def _report_error(error: TokenGuardError, as_json: bool) -> int:
     envvar="TOKENGUARD_CLIENT_SECRET",
     help="Introspection client secret (better: the TOKENGUARD_CLIENT_SECRET variable).",
 )
+@click.option(
+    "--require-audience",
+    is_flag=True,
+    help="Refuse introspection answers that carry no aud (by default aud is checked if present).",
+)
 @click.option("--allow-insecure-http", is_flag=True, help="Allow http:// for a loopback server.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def validate(
@@ -208,6 +213,7 @@ def validate(
     accept_plain_jwt: bool,
     client_id: str | None,
     client_secret: str | None,
+    require_audience: bool,
     allow_insecure_http: bool,
     as_json: bool,
 ) -> None:
@@ -222,6 +228,7 @@ def validate(
         "required_scopes": tuple(scopes),
         "mode": mode,
         "accept_plain_jwt": accept_plain_jwt,
+        "require_introspection_audience": require_audience,
     }
     if algorithms:
         policy["algorithms"] = tuple(algorithms)

@@ -68,6 +68,7 @@ class MetadataState:
         self._metadata: Metadata | None = None
         self._fresh_until = 0.0
         self._retry_at = 0.0
+        self._problems: list[str] = []
 
     @property
     def metadata(self) -> Metadata | None:
@@ -82,15 +83,23 @@ class MetadataState:
         try:
             metadata = parse_metadata(outcome, self._issuer)
         except ValueError as error:
-            log.debug("metadata of %s not usable here: %s", self._issuer.issuer, error)
+            # Normal for the first of the two discovery URLs; reported by failed().
+            with self._lock:
+                self._problems.append(str(error))
             return False
         with self._lock:
             self._metadata = metadata
             self._fresh_until = now + self._ttl
+            self._problems = []
         return True
 
     def failed(self, now: float) -> None:
         """Every discovery URL failed: back off before trying again."""
         with self._lock:
             self._retry_at = now + self._retry_after
-        log.warning("metadata of %s could not be fetched", self._issuer.issuer)
+            problems, self._problems = self._problems, []
+        log.warning(
+            "metadata of %s could not be fetched (%s)",
+            self._issuer.issuer,
+            "; ".join(problems) or "no answer",
+        )

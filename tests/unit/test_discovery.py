@@ -88,3 +88,12 @@ def test_metadata_state(caplog: pytest.LogCaptureFixture) -> None:
     assert "metadata of https://as.example could not be fetched" in caplog.text
     assert not state.wants_fetch(124.9)
     assert state.wants_fetch(125.0)
+
+
+def test_failed_discovery_logs_why(caplog: pytest.LogCaptureFixture) -> None:
+    state = MetadataState(ISSUER, ttl=100, retry_after=15)
+    caplog.set_level(logging.WARNING, logger="tokenguard.discovery")
+    assert state.absorb(ok({"issuer": "https://elsewhere.example"}), 1.0) is False
+    state.failed(1.0)
+    (record,) = caplog.records
+    assert "issuer in metadata does not match" in record.getMessage()
