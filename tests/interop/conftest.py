@@ -77,8 +77,8 @@ def basic_auth_header(client_id: str, client_secret: str) -> str:
     return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
-class OidcProviderError(AssertionError):
-    """An endpoint of the interop server answered with an unexpected status."""
+class UnexpectedAnswer(AssertionError):
+    """An endpoint of an interop server answered with an unexpected status."""
 
     def __init__(self, what: str, response: httpx.Response) -> None:
         super().__init__(f"{what}: HTTP {response.status_code}: {response.text}")
@@ -131,14 +131,14 @@ class OidcProviderServer:
     def fetch_metadata(self) -> dict[str, Any]:
         response = self.http.get(self.discovery_url)
         if response.status_code != 200:
-            raise OidcProviderError("discovery", response)
+            raise UnexpectedAnswer("discovery", response)
         data: dict[str, Any] = response.json()
         return data
 
     def jwks(self) -> dict[str, Any]:
         response = self.http.get(self.jwks_uri)
         if response.status_code != 200:
-            raise OidcProviderError("jwks", response)
+            raise UnexpectedAnswer("jwks", response)
         data: dict[str, Any] = response.json()
         return data
 
@@ -168,7 +168,7 @@ class OidcProviderServer:
     ) -> dict[str, Any]:
         response = self.token_request(resource=resource, scope=scope)
         if response.status_code != 200:
-            raise OidcProviderError("token request", response)
+            raise UnexpectedAnswer("token request", response)
         data: dict[str, Any] = response.json()
         return data
 
@@ -200,7 +200,7 @@ class OidcProviderServer:
         """RFC 7662 introspection as rs-client; the response JSON."""
         response = self.introspection_request(token, token_type_hint)
         if response.status_code != 200:
-            raise OidcProviderError("introspection", response)
+            raise UnexpectedAnswer("introspection", response)
         data: dict[str, Any] = response.json()
         return data
 
@@ -214,7 +214,7 @@ class OidcProviderServer:
         """RFC 7009 revocation as app-client (only the owning client may revoke)."""
         response = self.revocation_request(token, token_type_hint)
         if response.status_code != 200:
-            raise OidcProviderError("revocation", response)
+            raise UnexpectedAnswer("revocation", response)
 
     # -- process ----------------------------------------------------------------------------
 

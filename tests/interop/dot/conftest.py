@@ -30,7 +30,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import httpx
 import pytest
 
-from ..conftest import SKIP_ENV, basic_auth_header, interop_skipped
+from ..conftest import SKIP_ENV, UnexpectedAnswer, basic_auth_header, interop_skipped
 from .settings import ACCESS_TOKEN_TTL, django_settings
 
 HTTP_TIMEOUT = 10.0
@@ -68,14 +68,6 @@ class RequestLog:
     def since(self, mark: int) -> list[tuple[str, str]]:
         with self._lock:
             return self._entries[mark:]
-
-
-class DotError(AssertionError):
-    """An endpoint of the DOT server answered with an unexpected status."""
-
-    def __init__(self, what: str, response: httpx.Response) -> None:
-        super().__init__(f"{what}: HTTP {response.status_code}: {response.text}")
-        self.response = response
 
 
 @dataclass
@@ -124,7 +116,7 @@ class DotServer:
     def metadata(self) -> dict[str, Any]:
         response = self.http.get(self.metadata_url)
         if response.status_code != 200:
-            raise DotError("metadata", response)
+            raise UnexpectedAnswer("metadata", response)
         data: dict[str, Any] = response.json()
         return data
 
@@ -160,14 +152,14 @@ class DotServer:
         """An (opaque) access token for app-client."""
         response = self.token_request(scope=scope, resource=resource)
         if response.status_code != 200:
-            raise DotError("token request", response)
+            raise UnexpectedAnswer("token request", response)
         return str(response.json()["access_token"])
 
     def rs_introspection_token(self, scope: str = "introspection") -> str:
         """A token of rs-client itself, for bearer authentication to the introspection view."""
         response = self.token_request(scope=scope, headers=self.rs_auth())
         if response.status_code != 200:
-            raise DotError("token request (rs-client)", response)
+            raise UnexpectedAnswer("token request (rs-client)", response)
         return str(response.json()["access_token"])
 
     # -- introspection / revocation ----------------------------------------------------------
@@ -185,7 +177,7 @@ class DotServer:
     def introspect(self, token: str) -> dict[str, Any]:
         response = self.introspection_request(token)
         if response.status_code != 200:
-            raise DotError("introspection", response)
+            raise UnexpectedAnswer("introspection", response)
         data: dict[str, Any] = response.json()
         return data
 
@@ -197,7 +189,7 @@ class DotServer:
             headers=self.app_auth(),
         )
         if response.status_code != 200:
-            raise DotError("revocation", response)
+            raise UnexpectedAnswer("revocation", response)
 
 
 class _QuietHandler(WSGIRequestHandler):
