@@ -85,8 +85,31 @@ class UnexpectedAnswer(AssertionError):
         self.response = response
 
 
+class ServerHelpers:
+    """What the interop servers' fixtures share: client credentials and JSON GETs."""
+
+    http: httpx.Client
+    app_client_id: str
+    app_client_secret: str
+    rs_client_id: str
+    rs_client_secret: str
+
+    def get_json(self, url: str, what: str) -> dict[str, Any]:
+        response = self.http.get(url)
+        if response.status_code != 200:
+            raise UnexpectedAnswer(what, response)
+        data: dict[str, Any] = response.json()
+        return data
+
+    def app_auth(self) -> dict[str, str]:
+        return {"Authorization": basic_auth_header(self.app_client_id, self.app_client_secret)}
+
+    def rs_auth(self) -> dict[str, str]:
+        return {"Authorization": basic_auth_header(self.rs_client_id, self.rs_client_secret)}
+
+
 @dataclass
-class OidcProviderServer:
+class OidcProviderServer(ServerHelpers):
     """A running oidc-provider instance and helpers to talk to it."""
 
     issuer: str
@@ -129,26 +152,10 @@ class OidcProviderServer:
         return str(self.metadata["revocation_endpoint"])
 
     def fetch_metadata(self) -> dict[str, Any]:
-        response = self.http.get(self.discovery_url)
-        if response.status_code != 200:
-            raise UnexpectedAnswer("discovery", response)
-        data: dict[str, Any] = response.json()
-        return data
+        return self.get_json(self.discovery_url, "discovery")
 
     def jwks(self) -> dict[str, Any]:
-        response = self.http.get(self.jwks_uri)
-        if response.status_code != 200:
-            raise UnexpectedAnswer("jwks", response)
-        data: dict[str, Any] = response.json()
-        return data
-
-    # -- client authentication --------------------------------------------------------------
-
-    def app_auth(self) -> dict[str, str]:
-        return {"Authorization": basic_auth_header(self.app_client_id, self.app_client_secret)}
-
-    def rs_auth(self) -> dict[str, str]:
-        return {"Authorization": basic_auth_header(self.rs_client_id, self.rs_client_secret)}
+        return self.get_json(self.jwks_uri, "jwks")
 
     # -- token endpoint ---------------------------------------------------------------------
 

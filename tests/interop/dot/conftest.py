@@ -30,7 +30,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import httpx
 import pytest
 
-from ..conftest import SKIP_ENV, UnexpectedAnswer, basic_auth_header, interop_skipped
+from ..conftest import SKIP_ENV, ServerHelpers, UnexpectedAnswer, interop_skipped
 from .settings import ACCESS_TOKEN_TTL, django_settings
 
 HTTP_TIMEOUT = 10.0
@@ -71,7 +71,7 @@ class RequestLog:
 
 
 @dataclass
-class DotServer:
+class DotServer(ServerHelpers):
     """A running django-oauth-toolkit server and helpers to talk to it."""
 
     base_url: str
@@ -114,19 +114,7 @@ class DotServer:
         return f"{self.issuer}/introspect/"
 
     def metadata(self) -> dict[str, Any]:
-        response = self.http.get(self.metadata_url)
-        if response.status_code != 200:
-            raise UnexpectedAnswer("metadata", response)
-        data: dict[str, Any] = response.json()
-        return data
-
-    # -- client authentication --------------------------------------------------------------
-
-    def app_auth(self) -> dict[str, str]:
-        return {"Authorization": basic_auth_header(self.app_client_id, self.app_client_secret)}
-
-    def rs_auth(self) -> dict[str, str]:
-        return {"Authorization": basic_auth_header(self.rs_client_id, self.rs_client_secret)}
+        return self.get_json(self.metadata_url, "metadata")
 
     # -- token endpoint ---------------------------------------------------------------------
 
