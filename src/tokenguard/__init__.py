@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 from .bearer import bearer_token
 from .client_auth import BearerToken, ClientSecretBasic, ClientSecretPost, PrivateKeyJWT
 from .config import GuardConfig, Issuer, Mode, Policy, Settings, load_config
-from .detect import TokenFormat, detect
+from .core.detect import TokenFormat, detect
 from .errors import (
     ConfigurationError,
     ExpiredToken,

@@ -20,7 +20,7 @@ import click
 
 from . import __version__
 from .config import Issuer, Policy
-from .detect import TokenFormat, detect
+from .core.detect import TokenFormat, detect
 from .errors import ConfigurationError, TokenGuardError
 from .models import TokenInfo
 

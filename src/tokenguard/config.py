@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .algorithms import DEFAULT_ALGORITHMS, REGISTRY
 from .client_auth import ClientAuth, positional
+from .core.algorithms import DEFAULT_ALGORITHMS, REGISTRY
+from .core.urls import endpoint_problem
 from .errors import ConfigurationError
-from .urls import endpoint_problem
 
 __all__ = ["GuardConfig", "Issuer", "Mode", "Policy", "Settings", "load_config"]
 

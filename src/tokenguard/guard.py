@@ -9,11 +9,11 @@ from typing import Any, Self
 
 import httpx
 
-from ._async import AsyncShell
-from ._sync import SyncShell
 from .config import GuardConfig, Issuer, Policy, Settings, build_config, load_config
-from .engine import Engine
+from .core.engine import Engine
 from .models import TokenInfo
+from .shells.aio import AsyncShell
+from .shells.sync import SyncShell
 
 __all__ = ["TokenGuard"]
 

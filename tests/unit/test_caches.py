@@ -9,9 +9,9 @@ import pytest
 from freezegun import freeze_time
 from freezegun.api import FrozenDateTimeFactory
 
-from tokenguard.caches import IntrospectionCache, VerifiedCache, token_digest
-from tokenguard.claims import read_claims, to_token_info
-from tokenguard.introspection import IntrospectionRecord
+from tokenguard.core.caches import IntrospectionCache, VerifiedCache, token_digest
+from tokenguard.core.claims import read_claims, to_token_info
+from tokenguard.core.introspection import IntrospectionRecord
 from tokenguard.models import TokenInfo
 
 ISS = "https://as.example"

@@ -9,7 +9,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from tokenguard.claims import (
+from tokenguard.core.claims import (
     MAX_NUMERIC_DATE,
     Claims,
     check_audience,
@@ -18,6 +18,7 @@ from tokenguard.claims import (
     read_claims,
     to_token_info,
 )
+from tokenguard.core.jose import parse_json_object
 from tokenguard.errors import (
     ExpiredToken,
     InsufficientScope,
@@ -26,7 +27,6 @@ from tokenguard.errors import (
     TokenNotYetValid,
     UnsupportedToken,
 )
-from tokenguard.jose import parse_json_object
 from tokenguard.models import TokenInfo, freeze
 
 NOW = 1_700_000_000.0

@@ -8,9 +8,9 @@ from typing import Any
 import pydantic
 import pytest
 
-from tokenguard.algorithms import DEFAULT_ALGORITHMS
 from tokenguard.client_auth import BearerToken, ClientSecretBasic, ClientSecretPost, PrivateKeyJWT
 from tokenguard.config import GuardConfig, Issuer, Policy, Settings, build_config, load_config
+from tokenguard.core.algorithms import DEFAULT_ALGORITHMS
 from tokenguard.errors import ConfigurationError
 
 AS = "https://as.example"

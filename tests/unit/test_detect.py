@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tokenguard.detect import TokenFormat, detect
+from tokenguard.core.detect import TokenFormat, detect
 
 from ._support import segment
 

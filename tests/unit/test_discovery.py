@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from tokenguard.config import Issuer
-from tokenguard.discovery import Metadata, MetadataState, parse_metadata
-from tokenguard.exchange import HttpFailure, HttpResponse
+from tokenguard.core.discovery import Metadata, MetadataState, parse_metadata
+from tokenguard.core.exchange import HttpFailure, HttpResponse
 
 AS = "https://as.example"
 ISSUER = Issuer(AS)

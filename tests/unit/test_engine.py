@@ -12,7 +12,8 @@ import pytest
 
 from tokenguard.client_auth import ClientSecretBasic
 from tokenguard.config import GuardConfig, Issuer, Policy, Settings
-from tokenguard.engine import Engine
+from tokenguard.core.engine import Engine
+from tokenguard.core.exchange import HttpFailure, HttpOutcome, HttpRequest, HttpResponse
 from tokenguard.errors import (
     ConfigurationError,
     ExpiredToken,
@@ -27,7 +28,6 @@ from tokenguard.errors import (
     UntrustedIssuer,
     ValidationUnavailable,
 )
-from tokenguard.exchange import HttpFailure, HttpOutcome, HttpRequest, HttpResponse
 from tokenguard.models import TokenInfo
 
 from ._support import make_token, oct_jwk, public_jwk

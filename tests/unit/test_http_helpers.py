@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tokenguard.bearer import bearer_token
+from tokenguard.core.exchange import Fetch, HttpFailure, HttpRequest, HttpResponse, ResponseReader
+from tokenguard.core.urls import endpoint_problem, is_loopback_host, well_known_urls
 from tokenguard.errors import InvalidRequest, MissingToken
-from tokenguard.exchange import Fetch, HttpFailure, HttpRequest, HttpResponse, ResponseReader
-from tokenguard.urls import endpoint_problem, is_loopback_host, well_known_urls
 
 # -- bearer_token ------------------------------------------------------------------------
 

@@ -9,6 +9,13 @@ from typing import Any
 import pytest
 
 from tokenguard.client_auth import BearerToken, ClientSecretBasic, ClientSecretPost
+from tokenguard.core.exchange import HttpFailure, HttpResponse
+from tokenguard.core.introspection import (
+    IntrospectionRecord,
+    build_request,
+    check_record,
+    read_response,
+)
 from tokenguard.errors import (
     ExpiredToken,
     InactiveToken,
@@ -19,8 +26,6 @@ from tokenguard.errors import (
     UntrustedIssuer,
     ValidationUnavailable,
 )
-from tokenguard.exchange import HttpFailure, HttpResponse
-from tokenguard.introspection import IntrospectionRecord, build_request, check_record, read_response
 
 ISS = "https://as.example"
 AUD = "https://api.example"

@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from tokenguard.algorithms import DEFAULT_ALGORITHMS, REGISTRY
-from tokenguard.errors import InvalidSignature, MalformedToken, UnsupportedToken
-from tokenguard.jose import (
+from tokenguard.core.algorithms import DEFAULT_ALGORITHMS, REGISTRY
+from tokenguard.core.jose import (
     JWS,
     b64url_decode,
     check_typ,
@@ -19,7 +18,8 @@ from tokenguard.jose import (
     parse_jws,
     verify_signature,
 )
-from tokenguard.jwks import VerificationKey
+from tokenguard.core.jwks import VerificationKey
+from tokenguard.errors import InvalidSignature, MalformedToken, UnsupportedToken
 
 from ._support import b64url, make_token, segment
 

@@ -10,7 +10,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, x25519
 
 from tokenguard.config import Settings
-from tokenguard.jwks import JwksState, KeySet, VerificationKey, max_age, parse_jwks, static_keyset
+from tokenguard.core.jwks import (
+    JwksState,
+    KeySet,
+    VerificationKey,
+    max_age,
+    parse_jwks,
+    static_keyset,
+)
 
 from ._support import b64url, oct_jwk, private_jwk, public_jwk
 

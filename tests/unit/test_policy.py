@@ -9,9 +9,9 @@ import pytest
 
 from tokenguard.client_auth import ClientSecretBasic
 from tokenguard.config import GuardConfig, Issuer, Policy
-from tokenguard.detect import TokenFormat
+from tokenguard.core.detect import TokenFormat
+from tokenguard.core.policy import PolicyRuntime, Route, compile_config, route
 from tokenguard.errors import ConfigurationError, MalformedToken, UnsupportedToken
-from tokenguard.policy import PolicyRuntime, Route, compile_config, route
 
 from ._support import oct_jwk
 

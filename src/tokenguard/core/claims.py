@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from .errors import (
+from ..errors import (
     ExpiredToken,
     InvalidAudience,
     InvalidClaims,
     TokenNotYetValid,
     UnsupportedToken,
 )
-from .models import TokenInfo, TokenSource, freeze
+from ..models import TokenInfo, TokenSource, freeze
 
 __all__ = [
     "Claims",

@@ -6,7 +6,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from .config import Issuer
+from ..config import Issuer
 from .exchange import HttpOutcome, HttpResponse
 from .jose import strict_json
 from .urls import endpoint_problem

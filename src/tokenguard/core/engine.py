@@ -16,19 +16,8 @@ import time
 from collections.abc import Generator
 from typing import Any
 
-from .caches import IntrospectionCache, VerifiedCache, token_digest
-from .claims import (
-    Claims,
-    check_audience,
-    check_binding,
-    check_times,
-    read_claims,
-    to_token_info,
-)
-from .config import GuardConfig, Policy
-from .detect import detect
-from .discovery import Metadata
-from .errors import (
+from ..config import GuardConfig, Policy
+from ..errors import (
     ConfigurationError,
     InsufficientScope,
     InvalidSignature,
@@ -38,11 +27,22 @@ from .errors import (
     UntrustedIssuer,
     ValidationUnavailable,
 )
+from ..models import TokenInfo
+from .caches import IntrospectionCache, VerifiedCache, token_digest
+from .claims import (
+    Claims,
+    check_audience,
+    check_binding,
+    check_times,
+    read_claims,
+    to_token_info,
+)
+from .detect import detect
+from .discovery import Metadata
 from .exchange import Fetch, HttpOutcome, HttpRequest, HttpResponse
 from .introspection import IntrospectionRecord, build_request, check_record, read_response
 from .jose import JWS, check_typ, parse_jws, strict_json, verify_signature
 from .jwks import VerificationKey
-from .models import TokenInfo
 from .policy import IssuerRuntime, PolicyRuntime, Route, compile_config, route
 from .urls import well_known_urls
 

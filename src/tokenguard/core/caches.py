@@ -20,8 +20,8 @@ from collections.abc import Iterable
 
 from cachetools import TLRUCache
 
+from ..models import TokenInfo
 from .introspection import IntrospectionRecord
-from .models import TokenInfo
 
 __all__ = ["IntrospectionCache", "VerifiedCache", "token_digest"]
 

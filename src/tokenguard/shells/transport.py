@@ -6,8 +6,8 @@ from typing import Any
 
 import httpx
 
-from . import __version__
-from .exchange import HttpRequest
+from .. import __version__
+from ..core.exchange import HttpRequest
 
 __all__ = ["REQUEST_HEADERS", "build_request", "client_options", "failure_reason"]
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .claims import Claims, check_audience, check_binding, check_times, read_claims
-from .client_auth import ClientAuth
-from .errors import (
+from ..client_auth import ClientAuth
+from ..errors import (
     InactiveToken,
     InvalidClaims,
     MalformedToken,
@@ -23,6 +22,7 @@ from .errors import (
     UntrustedIssuer,
     ValidationUnavailable,
 )
+from .claims import Claims, check_audience, check_binding, check_times, read_claims
 from .exchange import HttpOutcome, HttpRequest, HttpResponse
 from .jose import parse_json_object
 

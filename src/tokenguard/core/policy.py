@@ -6,10 +6,10 @@ import enum
 import logging
 from dataclasses import dataclass
 
-from .config import GuardConfig, Issuer, Policy
+from ..config import GuardConfig, Issuer, Policy
+from ..errors import ConfigurationError, MalformedToken, UnsupportedToken
 from .detect import TokenFormat
 from .discovery import MetadataState
-from .errors import ConfigurationError, MalformedToken, UnsupportedToken
 from .jwks import JwksState, KeySet, static_keyset
 
 __all__ = ["IssuerRuntime", "PolicyRuntime", "Route", "compile_config", "route"]

@@ -18,8 +18,8 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from ..config import Settings
 from .algorithms import REGISTRY
-from .config import Settings
 
 __all__ = ["JwksState", "KeySet", "VerificationKey", "max_age", "parse_jwks"]
 

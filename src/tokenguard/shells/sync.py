@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 import httpx
 
-from .engine import Flow
-from .exchange import Fetch, HttpFailure, HttpOutcome, HttpRequest, ResponseReader
-from .models import TokenInfo
+from ..core.engine import Flow
+from ..core.exchange import Fetch, HttpFailure, HttpOutcome, HttpRequest, ResponseReader
+from ..models import TokenInfo
 from .transport import build_request, client_options, failure_reason
 
 __all__ = ["SyncShell"]

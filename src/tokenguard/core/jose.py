@@ -13,8 +13,8 @@ import json
 from sys import intern
 from typing import Any, NamedTuple
 
+from ..errors import InvalidSignature, MalformedToken, UnsupportedToken
 from .algorithms import REGISTRY, JWSAlgorithm
-from .errors import InvalidSignature, MalformedToken, UnsupportedToken
 
 __all__ = ["JWS", "b64url_decode", "parse_json_object", "parse_jws", "strict_json"]
 
