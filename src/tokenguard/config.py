@@ -145,7 +145,17 @@ class Policy(BaseModel):
 
 
 class Settings(BaseModel):
-    """Guard-wide bounds: timeouts, sizes, cache sizes and JWKS refresh behaviour."""
+    """Guard-wide bounds: timeouts, sizes, cache sizes, JWKS refresh behaviour, and how
+    many introspections may be in flight per issuer.
+
+    ``http_timeout`` bounds each whole exchange with the authorization server
+    (connection, request, interim answers, status line, headers and body), and every
+    validation waiting for it. ``max_concurrent_introspections`` bounds the introspection
+    requests in flight for one issuer; one more waits at most ``introspection_queue_wait``
+    seconds (never past ``http_timeout``) for a free slot and is then refused with
+    :class:`~tokenguard.ValidationUnavailable` (503, ``retry_after`` set), so a flood of
+    random tokens cannot turn the service into a load generator against its
+    authorization server."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
@@ -163,6 +173,10 @@ class Settings(BaseModel):
     metadata_ttl: float = Field(default=86400.0, gt=0)
     introspection_cache_size: int = Field(default=40_000, ge=0)
     verified_cache_size: int = Field(default=40_000, ge=0)
+    #: Introspection requests in flight at once per issuer (sync and async together).
+    max_concurrent_introspections: int = Field(default=64, ge=1, le=100_000)
+    #: Seconds an introspection may wait for a free slot before it is refused with 503.
+    introspection_queue_wait: float = Field(default=0.5, ge=0, le=60)
 
     @model_validator(mode="after")
     def _ttl_bounds(self) -> Settings:

@@ -186,6 +186,13 @@ class ValidationUnavailable(TokenGuardError):
     error = "temporarily_unavailable"
     default_description = "Token validation is temporarily unavailable"
 
+    def __init__(self, description: str | None = None, *, retry_after: int | None = None) -> None:
+        #: Seconds after which trying again may succeed (for a ``Retry-After`` header), when
+        #: tokenguard knows it: set when a request was refused locally because too many
+        #: introspections were already in flight. ``None`` otherwise.
+        self.retry_after = retry_after
+        super().__init__(description)
+
 
 class ConfigurationError(TokenGuardError):
     """The guard, an issuer or a policy is misconfigured: 500."""

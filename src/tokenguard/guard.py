@@ -13,6 +13,7 @@ from .config import GuardConfig, Issuer, Policy, Settings, build_config, load_co
 from .core.engine import Engine
 from .models import TokenInfo
 from .shells.aio import AsyncShell
+from .shells.limits import Capacities
 from .shells.sync import SyncShell
 
 __all__ = ["TokenGuard"]
@@ -58,9 +59,14 @@ class TokenGuard:
         async_http_client: httpx.AsyncClient | None,
     ) -> None:
         self._engine = Engine(config)
-        timeout = config.settings.http_timeout
-        self._sync = SyncShell(timeout, http_client)
-        self._async = AsyncShell(timeout, async_http_client)
+        settings = config.settings
+        timeout = settings.http_timeout
+        # One bound on introspections in flight per issuer, shared by both shells.
+        capacities = Capacities(
+            settings.max_concurrent_introspections, settings.introspection_queue_wait
+        )
+        self._sync = SyncShell(timeout, http_client, capacities)
+        self._async = AsyncShell(timeout, async_http_client, capacities)
 
     @classmethod
     def from_config(

@@ -247,7 +247,7 @@ def test_request_and_fetch_reprs_hide_credentials() -> None:
     assert "c2VjcmV0" not in repr(request)
     assert "tkn-secret" not in repr(request)
     fetch = Fetch(key=("jwks", "x"), build=lambda: request, complete=lambda _o: None)
-    assert repr(fetch) == "Fetch(key=('jwks', 'x'))"
+    assert repr(fetch) == "Fetch(key=('jwks', 'x'), budget=None)"
     assert fetch.build() is request
 
 

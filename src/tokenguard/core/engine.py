@@ -347,7 +347,10 @@ class Engine:
             return result
 
         result = yield Fetch(
-            key=("introspect", issuer.issuer, digest), build=build, complete=complete
+            key=("introspect", issuer.issuer, digest),
+            build=build,
+            complete=complete,
+            budget=("introspections", issuer.issuer),  # a bounded number in flight at once
         )
         if isinstance(result, TokenGuardError):
             raise copy.copy(result)  # the flight's error is shared; raise a fresh one

@@ -6,16 +6,33 @@ many validations need it at the same moment, passes the outcome to ``Fetch.compl
 (core code that updates caches), and sends the value ``complete`` returned back into
 every waiting flow. The request is only built (``build``) by the flow that performs it,
 so a stampede of waiters does not, say, sign a client assertion each.
+
+A shell may give up on a need without an answer: the exchange overran ``http_timeout``
+while a flow was waiting for another flow's request, or the need's ``budget`` (the
+introspections in flight for one issuer) stayed full for the short wait allowed. It then
+raises :func:`gave_up`'s error into each waiting flow, instead of sending a value: no
+``complete`` runs, so nothing is cached.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
-__all__ = ["Fetch", "HttpFailure", "HttpOutcome", "HttpRequest", "HttpResponse", "ResponseReader"]
+from ..errors import ValidationUnavailable
+
+__all__ = [
+    "Fetch",
+    "HeaderSource",
+    "HttpFailure",
+    "HttpOutcome",
+    "HttpRequest",
+    "HttpResponse",
+    "ResponseReader",
+    "gave_up",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +75,37 @@ HttpOutcome = HttpResponse | HttpFailure
 
 @dataclass(frozen=True, slots=True)
 class Fetch:
-    """One network need of a validation flow, shared by every flow with the same ``key``."""
+    """One network need of a validation flow, shared by every flow with the same ``key``.
+
+    ``budget``, when set, names a pool of concurrent requests this one draws from (the
+    introspections of one issuer): the shells bound how many run at once per budget.
+    """
 
     key: Hashable
     build: Callable[[], HttpRequest] = field(repr=False)
     complete: Callable[[HttpOutcome], Any] = field(repr=False)
+    budget: Hashable | None = None
+
+
+#: How long a flow refused for a full budget is told to wait before trying again.
+BUSY_RETRY_AFTER = 1
+
+
+def gave_up(why: Literal["overdue", "busy"]) -> ValidationUnavailable:
+    """The error a shell raises into a waiting flow when it gives up on a need: the
+    request it waited for overran its deadline, or its budget stayed full."""
+    if why == "busy":
+        return ValidationUnavailable(
+            "Too many token introspections are in progress", retry_after=BUSY_RETRY_AFTER
+        )
+    return ValidationUnavailable("The authorization server did not answer in time")
+
+
+class HeaderSource(Protocol):
+    """Response headers as any client holds them (a mapping, httpx's, aiohttp's or
+    ``http.client``'s): a later header of the same name replaces an earlier one."""
+
+    def items(self) -> Iterable[tuple[str, Any]]: ...
 
 
 class ResponseReader:
@@ -76,7 +119,7 @@ class ResponseReader:
     """
 
     def __init__(
-        self, request: HttpRequest, status: int, headers: Mapping[str, str], deadline: float
+        self, request: HttpRequest, status: int, headers: HeaderSource, deadline: float
     ) -> None:
         self._max = request.max_bytes
         self._deadline = deadline

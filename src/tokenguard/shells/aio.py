@@ -1,4 +1,4 @@
-"""The async shell: drives validation flows with ``httpx.AsyncClient`` and task single-flight."""
+"""The async shell: drives validation flows as asyncio tasks, with task single-flight."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from typing import Any, TypeVar
 import httpx
 
 from ..core.engine import Flow
-from ..core.exchange import Fetch, HttpFailure, HttpOutcome, HttpRequest, ResponseReader
+from ..core.exchange import Fetch, HttpOutcome, HttpRequest, gave_up
 from ..models import TokenInfo
-from .transport import build_request, client_options, failure_reason
+from .aiohttp_client import AiohttpClient
+from .httpx_client import HttpxAsyncClient
+from .limits import Capacities, GiveUp
+from .transport import AsyncTransport
 
-__all__ = ["AsyncShell"]
+__all__ = ["AsyncShell", "TaskFlights"]
 
 T = TypeVar("T")
 
@@ -23,90 +26,103 @@ T = TypeVar("T")
 class TaskFlights:
     """Single-flight across asyncio tasks: concurrent calls with one key share one task.
 
-    Each caller awaits the task through ``asyncio.shield``, so a cancelled caller
-    leaves the fetch running for the others.
+    Each caller awaits the task through ``asyncio.shield``, so a cancelled caller leaves
+    the fetch running for the others. The task ends by its deadline (that of the request
+    it makes); a caller that joins it waits until that deadline at most, and then gets
+    ``GiveUp("overdue")`` whatever the task is doing.
     """
 
     def __init__(self) -> None:
-        self._flights: dict[Hashable, asyncio.Task[Any]] = {}
+        self._flights: dict[Hashable, tuple[asyncio.Task[Any], float]] = {}
 
-    async def run(self, key: Hashable, start: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    async def run(
+        self, key: Hashable, deadline: float, start: Callable[[float], Coroutine[Any, Any, T]]
+    ) -> T:
+        """``start(deadline)`` once for all concurrent callers with ``key``."""
         loop = asyncio.get_running_loop()
-        task = self._flights.get(key)
-        if task is None or task.get_loop() is not loop:
-            task = loop.create_task(start())
-            self._flights[key] = task
-            task.add_done_callback(lambda done: self._leave(key, done))
-        return await asyncio.shield(task)
+        flight = self._flights.get(key)
+        if flight is None or flight[0].get_loop() is not loop:
+            task = loop.create_task(start(deadline))
+            self._flights[key] = (task, deadline)
+            task.add_done_callback(functools.partial(self._leave, key))
+            # The task itself ends by the deadline: its starter needs no timer of its own.
+            return await asyncio.shield(task)
+        task, deadline = flight
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await asyncio.shield(task)
+        except TimeoutError:
+            raise GiveUp("overdue") from None
 
     def _leave(self, key: Hashable, task: asyncio.Task[Any]) -> None:
-        if self._flights.get(key) is task:
+        flight = self._flights.get(key)
+        if flight is not None and flight[0] is task:
             del self._flights[key]
         if not task.cancelled():
             task.exception()  # retrieved: no "never retrieved" warning if all waiters left
 
 
 class AsyncShell:
-    """Performs the HTTP a flow asks for, once per key, with a bounded ``httpx.AsyncClient``."""
+    """Performs what a flow asks for, once per key, and sends the results back.
 
-    def __init__(self, timeout: float, client: httpx.AsyncClient | None = None) -> None:
+    HTTP goes through tokenguard's own aiohttp sessions (one per live event loop), or
+    through the caller's ``httpx.AsyncClient``; either way every exchange ends by
+    ``timeout`` seconds after it starts, and so does every wait for it. Introspections
+    take a slot of their issuer's capacity first (:mod:`.limits`).
+    """
+
+    def __init__(
+        self,
+        timeout: float,
+        client: httpx.AsyncClient | None = None,
+        capacities: Capacities | None = None,
+    ) -> None:
         self._timeout = timeout
-        self._client = client
-        self._owned = client is None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._transport: AsyncTransport = (
+            AiohttpClient() if client is None else HttpxAsyncClient(client, timeout)
+        )
+        self._capacities = capacities
         self._flights = TaskFlights()
-
-    def _http(self) -> httpx.AsyncClient:
-        if not self._owned:
-            assert self._client is not None
-            return self._client
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            # A client's connections belong to the event loop that made them; a guard
-            # used from another loop (asyncio.run per call, a loop per test) needs its
-            # own. The old loop is usually closed already, its client unreachable.
-            self._client = httpx.AsyncClient(**client_options(self._timeout))
-            self._loop = loop
-        return self._client
 
     async def run(self, flow: Flow) -> TokenInfo:
         """Drive ``flow`` to its end and return its TokenInfo (or let its error out)."""
         try:
-            fetch = next(flow)
+            need = next(flow)
             while True:
-                result = await self._flights.run(fetch.key, functools.partial(self._fulfil, fetch))
-                fetch = flow.send(result)
+                try:
+                    result = await self._fulfil(need)
+                except GiveUp as stop:
+                    need = flow.throw(gave_up(stop.why))
+                else:
+                    need = flow.send(result)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
-    async def _fulfil(self, fetch: Fetch) -> Any:
-        return fetch.complete(await self.perform(fetch.build()))
-
-    async def perform(self, request: HttpRequest) -> HttpOutcome:
-        """One bounded request: no redirects, identity encoding, size and time caps."""
-        client = self._http()
+    async def _fulfil(self, need: Fetch) -> Any:
+        """What the flow's need comes to (one kind of need today: an HTTP fetch)."""
         deadline = time.monotonic() + self._timeout
+        return await self._flights.run(need.key, deadline, functools.partial(self._fetch, need))
+
+    async def _fetch(self, fetch: Fetch, deadline: float) -> Any:
+        capacity = None
+        if fetch.budget is not None and self._capacities is not None:
+            capacity = self._capacities.get(fetch.budget)
+            wait = min(deadline, time.monotonic() + self._capacities.wait)
+            if not await capacity.aacquire(wait):
+                raise GiveUp("busy")
         try:
-            built = build_request(client, request, self._timeout, own_client=self._owned)
-            response = await client.send(built, stream=True, follow_redirects=False)
-            try:
-                reader = ResponseReader(request, response.status_code, response.headers, deadline)
-                failure = reader.check_head()
-                if failure is not None:
-                    return failure
-                async for chunk in response.aiter_raw():
-                    failure = reader.feed(chunk, time.monotonic())
-                    if failure is not None:
-                        return failure
-                return reader.response()
-            finally:
-                await response.aclose()
-        except httpx.HTTPError as error:
-            return HttpFailure(failure_reason(error))
+            outcome = await self.perform(fetch.build(), deadline)
+        finally:
+            if capacity is not None:
+                capacity.release()
+        return fetch.complete(outcome)
+
+    async def perform(self, request: HttpRequest, deadline: float | None = None) -> HttpOutcome:
+        """One bounded exchange: no redirects, identity encoding, size cap, and an end by
+        ``deadline`` (default: the configured timeout from now)."""
+        if deadline is None:
+            deadline = time.monotonic() + self._timeout
+        return await self._transport.perform(request, deadline)
 
     async def aclose(self) -> None:
-        if self._owned and self._client is not None:
-            client, self._client = self._client, None
-            if self._loop is asyncio.get_running_loop():
-                await client.aclose()
-            # A client of another (closed) loop cannot be closed from here: drop it.
+        await self._transport.aclose()

@@ -1,8 +1,7 @@
-"""The sync shell: drives validation flows with ``httpx.Client`` and thread single-flight."""
+"""The sync shell: drives validation flows on the calling thread, with thread single-flight."""
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -11,19 +10,23 @@ from typing import Any, TypeVar
 import httpx
 
 from ..core.engine import Flow
-from ..core.exchange import Fetch, HttpFailure, HttpOutcome, HttpRequest, ResponseReader
+from ..core.exchange import Fetch, HttpOutcome, HttpRequest, gave_up
 from ..models import TokenInfo
-from .transport import build_request, client_options, failure_reason
+from .httpx_client import HttpxSyncClient
+from .limits import Capacities, GiveUp
+from .stdlib_client import StdlibClient
+from .transport import SyncTransport
 
-__all__ = ["SyncShell"]
+__all__ = ["SyncShell", "ThreadFlights"]
 
 T = TypeVar("T")
 
 
 class _Flight:
-    __slots__ = ("done", "error", "value")
+    __slots__ = ("deadline", "done", "error", "value")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
         self.done = threading.Event()
         self.value: Any = None
         self.error: BaseException | None = None
@@ -31,25 +34,31 @@ class _Flight:
 
 class ThreadFlights:
     """Single-flight across threads: concurrent calls with one key run ``fn`` once and
-    all get its result. The lock is held only to join or leave, never during ``fn``."""
+    all get its result. The lock is held only to join or leave, never during ``fn``.
+
+    A flight has a deadline (that of the request it makes): a thread that joins it waits
+    until then at most, and then gets ``GiveUp("overdue")``, whatever the leader is doing.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._flights: dict[Hashable, _Flight] = {}
 
-    def run(self, key: Hashable, fn: Callable[[], T]) -> T:
+    def run(self, key: Hashable, deadline: float, fn: Callable[[float], T]) -> T:
+        """``fn(deadline)`` once for all concurrent callers with ``key``."""
         with self._lock:
             flight = self._flights.get(key)
             leader = flight is None
             if flight is None:
-                flight = self._flights[key] = _Flight()
+                flight = self._flights[key] = _Flight(deadline)
         if not leader:
-            flight.done.wait()
+            if not flight.done.wait(max(flight.deadline - time.monotonic(), 0.0)):
+                raise GiveUp("overdue")
             if flight.error is not None:
                 raise flight.error
             return flight.value  # type: ignore[no-any-return]
         try:
-            flight.value = fn()
+            flight.value = fn(flight.deadline)
             return flight.value  # type: ignore[no-any-return]
         except BaseException as error:
             flight.error = error
@@ -61,59 +70,66 @@ class ThreadFlights:
 
 
 class SyncShell:
-    """Performs the HTTP a flow asks for, once per key, with a bounded ``httpx.Client``."""
+    """Performs what a flow asks for, once per key, and sends the results back.
 
-    def __init__(self, timeout: float, client: httpx.Client | None = None) -> None:
+    HTTP goes through tokenguard's own pooled ``http.client`` transport, or through the
+    caller's ``httpx.Client``; either way every exchange ends by ``timeout`` seconds
+    after it starts, and so does every wait for it. Introspections take a slot of their
+    issuer's capacity first (:mod:`.limits`).
+    """
+
+    def __init__(
+        self,
+        timeout: float,
+        client: httpx.Client | None = None,
+        capacities: Capacities | None = None,
+    ) -> None:
         self._timeout = timeout
-        self._client = client
-        self._owned = client is None
-        self._lock = threading.Lock()
+        self._transport: SyncTransport = (
+            StdlibClient() if client is None else HttpxSyncClient(client, timeout)
+        )
+        self._capacities = capacities
         self._flights = ThreadFlights()
-
-    def _http(self) -> httpx.Client:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = httpx.Client(**client_options(self._timeout))
-        return self._client
 
     def run(self, flow: Flow) -> TokenInfo:
         """Drive ``flow`` to its end and return its TokenInfo (or let its error out)."""
         try:
-            fetch = next(flow)
+            need = next(flow)
             while True:
-                result = self._flights.run(fetch.key, functools.partial(self._fulfil, fetch))
-                fetch = flow.send(result)
+                try:
+                    result = self._fulfil(need)
+                except GiveUp as stop:
+                    need = flow.throw(gave_up(stop.why))
+                else:
+                    need = flow.send(result)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
-    def _fulfil(self, fetch: Fetch) -> Any:
-        return fetch.complete(self.perform(fetch.build()))
-
-    def perform(self, request: HttpRequest) -> HttpOutcome:
-        """One bounded request: no redirects, identity encoding, size and time caps."""
-        client = self._http()
+    def _fulfil(self, need: Fetch) -> Any:
+        """What the flow's need comes to (one kind of need today: an HTTP fetch)."""
         deadline = time.monotonic() + self._timeout
+        return self._flights.run(need.key, deadline, lambda d: self._fetch(need, d))
+
+    def _fetch(self, fetch: Fetch, deadline: float) -> Any:
+        capacity = None
+        if fetch.budget is not None and self._capacities is not None:
+            capacity = self._capacities.get(fetch.budget)
+            wait = min(deadline, time.monotonic() + self._capacities.wait)
+            if not capacity.acquire(wait):
+                raise GiveUp("busy")
         try:
-            built = build_request(client, request, self._timeout, own_client=self._owned)
-            response = client.send(built, stream=True, follow_redirects=False)
-            try:
-                reader = ResponseReader(request, response.status_code, response.headers, deadline)
-                failure = reader.check_head()
-                if failure is not None:
-                    return failure
-                for chunk in response.iter_raw():
-                    failure = reader.feed(chunk, time.monotonic())
-                    if failure is not None:
-                        return failure
-                return reader.response()
-            finally:
-                response.close()
-        except httpx.HTTPError as error:
-            return HttpFailure(failure_reason(error))
+            outcome = self.perform(fetch.build(), deadline)
+        finally:
+            if capacity is not None:
+                capacity.release()
+        return fetch.complete(outcome)
+
+    def perform(self, request: HttpRequest, deadline: float | None = None) -> HttpOutcome:
+        """One bounded exchange: no redirects, identity encoding, size cap, and an end by
+        ``deadline`` (default: the configured timeout from now)."""
+        if deadline is None:
+            deadline = time.monotonic() + self._timeout
+        return self._transport.perform(request, deadline)
 
     def close(self) -> None:
-        with self._lock:
-            if self._owned and self._client is not None:
-                self._client.close()
-                self._client = None
+        self._transport.close()

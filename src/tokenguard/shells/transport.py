@@ -1,15 +1,35 @@
-"""HTTP client settings shared by the sync and async shells."""
+"""What every HTTP client of the shells shares: headers, TLS, proxies, form encoding.
+
+tokenguard's own clients (:mod:`.stdlib_client` for threads, :mod:`.aiohttp_client` for
+asyncio) and the adapters for a caller's httpx client (:mod:`.httpx_client`) all send the
+same headers, verify TLS against the same trust store and use the same proxies as httpx
+would with its defaults, so choosing a client changes speed, not behaviour.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+import functools
+import os
+import ssl
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import unquote, urlencode, urlsplit
 
 from .. import __version__
-from ..core.exchange import HttpRequest
+from ..core.exchange import HttpOutcome, HttpRequest
 
-__all__ = ["REQUEST_HEADERS", "build_request", "client_options", "failure_reason"]
+__all__ = [
+    "FORM_TYPE",
+    "REQUEST_HEADERS",
+    "AsyncTransport",
+    "Proxy",
+    "SyncTransport",
+    "encode_form",
+    "proxy_for",
+    "ssl_context",
+]
 
 #: Sent with every request, also through a client the user supplied.
 REQUEST_HEADERS = {
@@ -17,40 +37,84 @@ REQUEST_HEADERS = {
     # Refuse compression: a small compressed body can expand without bound.
     "Accept-Encoding": "identity",
 }
+FORM_TYPE = "application/x-www-form-urlencoded"
 
 
-def client_options(timeout: float) -> dict[str, Any]:
-    """Options for the httpx clients tokenguard creates itself: pooled keep-alive
-    connections, TLS verification on, no redirects, the configured timeout."""
-    return {
-        "timeout": httpx.Timeout(timeout),
-        "follow_redirects": False,
-        "limits": httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        "headers": REQUEST_HEADERS,
-    }
+class SyncTransport(Protocol):
+    """Performs one request for the sync shell; the whole exchange ends by ``deadline``
+    (``time.monotonic()``) and never raises for a network or protocol failure."""
+
+    def perform(self, request: HttpRequest, deadline: float) -> HttpOutcome: ...
+
+    def close(self) -> None: ...
 
 
-def build_request(
-    client: httpx.Client | httpx.AsyncClient,
-    request: HttpRequest,
-    timeout: float,
-    *,
-    own_client: bool,
-) -> httpx.Request:
-    """The httpx request for ``request``. A client tokenguard made already sends
-    :data:`REQUEST_HEADERS`; a client the user gave gets them on each request."""
-    headers = request.headers if own_client else {**REQUEST_HEADERS, **request.headers}
-    return client.build_request(
-        request.method, request.url, headers=headers, data=request.form, timeout=timeout
-    )
+class AsyncTransport(Protocol):
+    """The async twin of :class:`SyncTransport`."""
+
+    async def perform(self, request: HttpRequest, deadline: float) -> HttpOutcome: ...
+
+    async def aclose(self) -> None: ...
 
 
-def failure_reason(error: httpx.HTTPError) -> str:
-    """A log-safe reason for a transport failure (httpx messages may contain URLs)."""
-    if isinstance(error, httpx.TimeoutException):
-        return "timeout"
-    if isinstance(error, httpx.ConnectError):
-        return "connection failed"
-    if isinstance(error, httpx.RemoteProtocolError):
-        return "protocol error"
-    return type(error).__name__
+def encode_form(form: Mapping[str, str]) -> bytes:
+    """An ``application/x-www-form-urlencoded`` body (as httpx encodes ``data=``)."""
+    return urlencode(form).encode("ascii")
+
+
+@functools.cache
+def ssl_context() -> ssl.SSLContext:
+    """The TLS settings of tokenguard's own clients: certificates and host names verified,
+    against the CA bundle httpx uses by default (certifi's), or the one named by
+    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``, as httpx does. Made once per process."""
+    if os.environ.get("SSL_CERT_FILE"):
+        context = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    elif os.environ.get("SSL_CERT_DIR"):
+        context = ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    else:
+        import certifi
+
+        context = ssl.create_default_context(cafile=certifi.where())
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """An HTTP proxy from the environment: where it is and its Basic credentials."""
+
+    url: str  # without credentials
+    host: str
+    port: int
+    authorization: str | None  # a Proxy-Authorization value
+
+
+@functools.lru_cache(maxsize=256)
+def proxy_for(url: str) -> Proxy | None:
+    """The proxy the environment (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``,
+    ``NO_PROXY``, as read by :mod:`urllib.request`) names for ``url``, as httpx's default
+    ``trust_env`` would use it; ``None`` for a direct connection. Only ``http://``
+    proxies are supported: another scheme raises :class:`ValueError`."""
+    proxies = urllib.request.getproxies_environment()
+    if not proxies:
+        return None
+    parts = urlsplit(url)
+    chosen = proxies.get(parts.scheme) or proxies.get("all")
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if not chosen or bypass(parts.hostname or "", proxies):
+        return None
+    if "://" not in chosen:
+        chosen = "http://" + chosen
+    proxy = urlsplit(chosen)
+    if proxy.scheme != "http" or not proxy.hostname:
+        raise ValueError("only http:// proxies are supported")
+    authorization = None
+    if proxy.username is not None:
+        import base64
+
+        pair = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode()
+        authorization = "Basic " + base64.b64encode(pair).decode("ascii")
+    host = proxy.hostname
+    port = proxy.port or 80
+    shown = f"[{host}]" if ":" in host else host
+    return Proxy(f"http://{shown}:{port}", host, port, authorization)
