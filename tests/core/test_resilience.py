@@ -378,21 +378,14 @@ def test_a_server_that_compresses_anyway_is_understood(
 
 def test_async_use_from_successive_event_loops(auth_server: AuthServer) -> None:
     """asyncio.run per call, or a loop per test: each loop gets its own client (it used
-    to fail with "Event loop is closed")."""
+    to fail with "Event loop is closed"), closed with its loop (tests/core/test_event_loops.py)."""
     import asyncio
-    import gc
-    import warnings
 
     guard = guard_for(auth_server, introspection_cache_ttl=0, verified_cache_ttl=0)
     token = auth_server.issue_opaque(subject="loopy")
-    with warnings.catch_warnings():
-        # asyncio.run closes its loop without closing the sockets opened on it; they are
-        # reclaimed by the garbage collector, with a ResourceWarning, whoever opened them.
-        warnings.simplefilter("ignore", ResourceWarning)
-        for _ in range(3):
-            assert asyncio.run(guard.avalidate(token)).subject == "loopy"
-        asyncio.run(guard.aclose())  # the last client belongs to a closed loop: dropped
-        gc.collect()
+    for _ in range(3):
+        assert asyncio.run(guard.avalidate(token)).subject == "loopy"
+    asyncio.run(guard.aclose())
     assert auth_server.request_count("introspection") == 3
 
     async def tidy() -> str | None:
