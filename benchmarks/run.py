@@ -4,11 +4,12 @@
     python benchmarks/run.py --quick      # smoke run, well under 20 s
     python benchmarks/run.py --markdown   # the same tables as Markdown (docs/performance.md)
     python benchmarks/run.py --profile    # also cProfile tokenguard's first-seen RS256 path
-    python benchmarks/run.py --as-subprocess  # introspection tables: AuthServer in a child
 
 Sections: local JWT validation per algorithm (tokenguard vs a bare signature verify,
-PyJWT and joserfc), opaque-token introspection (sync and 64-way async, vs plain httpx),
-AS requests under a 1,000-validation stampede, memory per cached token, import time.
+PyJWT and joserfc), introspection throughput (sync and 64-way async, vs the bare
+http.client, urllib3, httpx and aiohttp clients, against a fast server in a child
+process) and a flood of random opaque tokens, AS requests under a 1,000-validation
+stampede, memory per cached token, import time.
 See docs/performance.md for what each number means.
 """
 
@@ -24,10 +25,10 @@ from importlib.metadata import version
 from time import perf_counter
 
 import _footprint
+import _introspection_bench
 import _jwt_bench
 import _opaque_bench
 from _common import Budget, Table
-from _target import LocalTarget, RemoteTarget
 
 import tokenguard
 from tokenguard.testing import AuthServer
@@ -69,6 +70,7 @@ def environment(budget: Budget) -> list[tuple[str, str]]:
                     f"cryptography {version('cryptography')}",
                     backend.openssl_version_text(),
                     f"httpx {version('httpx')}",
+                    f"aiohttp {version('aiohttp')}",
                     f"httpcore {version('httpcore')}",
                     f"anyio {version('anyio')}",
                     f"pydantic {version('pydantic')}",
@@ -117,11 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="cProfile the first-seen RS256 path too"
     )
-    parser.add_argument(
-        "--as-subprocess",
-        action="store_true",
-        help="introspection tables: run the AuthServer in a child process (own GIL)",
-    )
     args = parser.parse_args(argv)
     budget = Budget.smoke() if args.quick else Budget.full()
     markdown = args.markdown
@@ -148,10 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         for table in _jwt_bench.run(server, budget):
             show(table, markdown)
         lap("jwt")
-        with RemoteTarget() if args.as_subprocess else LocalTarget(server) as target:
-            for table in _opaque_bench.run(target, budget):
-                show(table, markdown)
-        lap("opaque")
+        for table in _introspection_bench.run(budget):
+            show(table, markdown)
+        lap("introspection")
         show(_opaque_bench.stampede_table(server, budget), markdown)
         lap("stampede")
         for table in _footprint.memory_tables(server, budget):

@@ -117,6 +117,7 @@ class AiohttpClient:
     def __init__(self) -> None:
         self._lock = threading.Lock()  # loops may run in several threads
         self._sessions: dict[asyncio.AbstractEventLoop, _LoopSession] = {}
+        self._urls: dict[str, Any] = {}
 
     async def _session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -154,6 +155,9 @@ class AiohttpClient:
         import aiohttp
 
         session = await self._session()
+        url = self._urls.get(request.url)
+        if url is None:
+            url = self._url(request.url)
         headers = dict(request.headers)
         body = None
         if request.form is not None:
@@ -172,7 +176,7 @@ class AiohttpClient:
             async with asyncio.timeout_at(deadline):
                 async with session.request(
                     request.method,
-                    request.url,
+                    url,
                     data=body,
                     headers=headers,
                     allow_redirects=False,
@@ -192,6 +196,15 @@ class AiohttpClient:
             return HttpFailure("timeout")
         except (aiohttp.ClientError, OSError, ValueError) as error:
             return HttpFailure(_reason(error))
+
+    def _url(self, text: str) -> Any:
+        """The parsed URL, kept: the few endpoints a guard talks to are parsed once."""
+        from yarl import URL
+
+        if len(self._urls) >= 64:
+            self._urls.clear()
+        url = self._urls[text] = URL(text)
+        return url
 
     async def aclose(self) -> None:
         """Close the current loop's session; a session of another loop is closed on that
