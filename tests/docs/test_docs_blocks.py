@@ -95,7 +95,8 @@ def start_dev_server(started: list[DevServer]) -> DevServer:
             server.paste.append(line.strip())
     else:
         pytest.fail("tokenguard dev-server stopped:\n" + "".join(output))
-    assert server.port and server.paste, "".join(output)
+    assert server.port, "".join(output)
+    assert server.paste, "".join(output)
     exports = next(line for line in server.paste if line.startswith("export "))
     server.env = dict(item.split("=", 1) for item in shlex.split(exports)[1:])
     return server
@@ -151,10 +152,11 @@ def shell_script(page_blocks: list[Block], server: DevServer | None) -> str:
             lines += [command, f'__check $? 0 "dev-server paste line {number}"']
     for block in page_blocks:
         bound = block.marker.get("bounded", "").rstrip("s")
-        for line, command in commands(block):
+        for line, printed in commands(block):
             where = f"{block.path.relative_to(ROOT)}:{line}"
+            command = printed
             if server is not None:
-                command = command.replace(DEV_SERVER_ADDRESS, f"127.0.0.1:{server.port}")
+                command = printed.replace(DEV_SERVER_ADDRESS, f"127.0.0.1:{server.port}")
             lines.append(f"echo {shlex.quote(f'docs-test: {where}: {command}')}")
             if re.match(r"(\./)?dev test\b", command):
                 lines.append("echo 'docs-test: not run: ./dev test is what runs this test'")

@@ -76,9 +76,7 @@ def test_first_hour_on_a_fresh_checkout(tmp_path: Path) -> None:
     venv = checkout / ".venv"
     active = {**env, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}{os.pathsep}{env['PATH']}"}
     section = (ROOT / "README.md").read_text().split("## Install", 1)[1].split("\n## ", 1)[0]
-    install = [
-        b for b in blocks(ROOT / "README.md") if b.lang in SHELL and b.code in section
-    ]
+    install = [b for b in blocks(ROOT / "README.md") if b.lang in SHELL and b.code in section]
     lines = [command for block in install for _, command in commands(block)]
     assert any(re.search(r"pip install \S*\.\[testing\]", line) for line in lines), lines
     for line in lines:
