@@ -5,17 +5,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Callable, Coroutine, Generator, Hashable
 from typing import Any, TypeVar
 
 import httpx
 
-from ..core.engine import Flow
 from ..core.exchange import Fetch, HttpOutcome, HttpRequest, gave_up
-from ..models import TokenInfo
+from ..core.needs import Joint, Pause, Store
 from .aiohttp_client import AiohttpClient
 from .httpx_client import HttpxAsyncClient
 from .limits import Capacities, GiveUp
+from .store import NO_STORE, AsyncStoreDriver
 from .transport import AsyncTransport
 
 __all__ = ["AsyncShell", "TaskFlights"]
@@ -29,14 +29,18 @@ class TaskFlights:
     Each caller awaits the task through ``asyncio.shield``, so a cancelled caller leaves
     the fetch running for the others. The task ends by its deadline (that of the request
     it makes); a caller that joins it waits until that deadline at most, and then gets
-    ``GiveUp("overdue")`` whatever the task is doing.
+    ``GiveUp("overdue")`` whatever the task is doing. A flight without one (``None``: a
+    sub-flow of several needs, each bounded) is waited for to its end.
     """
 
     def __init__(self) -> None:
-        self._flights: dict[Hashable, tuple[asyncio.Task[Any], float]] = {}
+        self._flights: dict[Hashable, tuple[asyncio.Task[Any], float | None]] = {}
 
     async def run(
-        self, key: Hashable, deadline: float, start: Callable[[float], Coroutine[Any, Any, T]]
+        self,
+        key: Hashable,
+        deadline: float | None,
+        start: Callable[[float | None], Coroutine[Any, Any, T]],
     ) -> T:
         """``start(deadline)`` once for all concurrent callers with ``key``."""
         loop = asyncio.get_running_loop()
@@ -75,22 +79,28 @@ class AsyncShell:
         self,
         timeout: float,
         client: httpx.AsyncClient | None = None,
+        store: AsyncStoreDriver | None = None,
+        *,
         capacities: Capacities | None = None,
     ) -> None:
         self._timeout = timeout
+        self._store = store
         self._transport: AsyncTransport = (
             AiohttpClient() if client is None else HttpxAsyncClient(client, timeout)
         )
         self._capacities = capacities
         self._flights = TaskFlights()
 
-    async def run(self, flow: Flow) -> TokenInfo:
-        """Drive ``flow`` to its end and return its TokenInfo (or let its error out)."""
+    async def run(self, flow: Generator[Any, Any, T]) -> T:
+        """Drive ``flow`` to its end and return its value (or let its error out)."""
         try:
             need = next(flow)
             while True:
                 try:
-                    result = await self._fulfil(need)
+                    if type(need) is Fetch:
+                        result = await self._fulfil(need)
+                    else:
+                        result = await self._other(need)
                 except GiveUp as stop:
                     need = flow.throw(gave_up(stop.why))
                 else:
@@ -98,12 +108,24 @@ class AsyncShell:
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
+    async def _other(self, need: Any) -> Any:
+        """The needs that are not HTTP (:mod:`tokenguard.core.needs`)."""
+        if type(need) is Store:
+            store = self._store
+            return need.complete(await store.perform(need.ops) if store else NO_STORE)
+        if type(need) is Joint:
+            return await self._flights.run(need.key, None, lambda _d: self.run(need.start()))
+        if type(need) is Pause:
+            await asyncio.sleep(need.seconds)
+            return None
+        raise TypeError(f"unknown need {type(need).__name__}")
+
     async def _fulfil(self, need: Fetch) -> Any:
-        """What the flow's need comes to (one kind of need today: an HTTP fetch)."""
         deadline = time.monotonic() + self._timeout
         return await self._flights.run(need.key, deadline, functools.partial(self._fetch, need))
 
-    async def _fetch(self, fetch: Fetch, deadline: float) -> Any:
+    async def _fetch(self, fetch: Fetch, deadline: float | None) -> Any:
+        assert deadline is not None
         capacity = None
         if fetch.budget is not None and self._capacities is not None:
             capacity = self._capacities.get(fetch.budget)

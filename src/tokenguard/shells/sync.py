@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Generator, Hashable
 from typing import Any, TypeVar
 
 import httpx
 
-from ..core.engine import Flow
 from ..core.exchange import Fetch, HttpOutcome, HttpRequest, gave_up
-from ..models import TokenInfo
+from ..core.needs import Joint, Pause, Store
 from .httpx_client import HttpxSyncClient
 from .limits import Capacities, GiveUp
 from .stdlib_client import StdlibClient
+from .store import NO_STORE, SyncStoreDriver
 from .transport import SyncTransport
 
 __all__ = ["SyncShell", "ThreadFlights"]
@@ -25,7 +25,7 @@ T = TypeVar("T")
 class _Flight:
     __slots__ = ("deadline", "done", "error", "value")
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float | None) -> None:
         self.deadline = deadline
         self.done = threading.Event()
         self.value: Any = None
@@ -38,13 +38,15 @@ class ThreadFlights:
 
     A flight has a deadline (that of the request it makes): a thread that joins it waits
     until then at most, and then gets ``GiveUp("overdue")``, whatever the leader is doing.
+    A flight without one (``None``: a sub-flow of several needs, each bounded) is waited
+    for to its end.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._flights: dict[Hashable, _Flight] = {}
 
-    def run(self, key: Hashable, deadline: float, fn: Callable[[float], T]) -> T:
+    def run(self, key: Hashable, deadline: float | None, fn: Callable[[float | None], T]) -> T:
         """``fn(deadline)`` once for all concurrent callers with ``key``."""
         with self._lock:
             flight = self._flights.get(key)
@@ -52,7 +54,8 @@ class ThreadFlights:
             if flight is None:
                 flight = self._flights[key] = _Flight(deadline)
         if not leader:
-            if not flight.done.wait(max(flight.deadline - time.monotonic(), 0.0)):
+            ends = flight.deadline
+            if not flight.done.wait(None if ends is None else max(ends - time.monotonic(), 0)):
                 raise GiveUp("overdue")
             if flight.error is not None:
                 raise flight.error
@@ -82,22 +85,25 @@ class SyncShell:
         self,
         timeout: float,
         client: httpx.Client | None = None,
+        store: SyncStoreDriver | None = None,
+        *,
         capacities: Capacities | None = None,
     ) -> None:
         self._timeout = timeout
+        self._store = store
         self._transport: SyncTransport = (
             StdlibClient() if client is None else HttpxSyncClient(client, timeout)
         )
         self._capacities = capacities
         self._flights = ThreadFlights()
 
-    def run(self, flow: Flow) -> TokenInfo:
-        """Drive ``flow`` to its end and return its TokenInfo (or let its error out)."""
+    def run(self, flow: Generator[Any, Any, T]) -> T:
+        """Drive ``flow`` to its end and return its value (or let its error out)."""
         try:
             need = next(flow)
             while True:
                 try:
-                    result = self._fulfil(need)
+                    result = self._fulfil(need) if type(need) is Fetch else self._other(need)
                 except GiveUp as stop:
                     need = flow.throw(gave_up(stop.why))
                 else:
@@ -105,10 +111,21 @@ class SyncShell:
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
+    def _other(self, need: Any) -> Any:
+        """The needs that are not HTTP (:mod:`tokenguard.core.needs`)."""
+        if type(need) is Store:
+            store = self._store
+            return need.complete(store.perform(need.ops) if store else NO_STORE)
+        if type(need) is Joint:
+            return self._flights.run(need.key, None, lambda _d: self.run(need.start()))
+        if type(need) is Pause:
+            time.sleep(need.seconds)
+            return None
+        raise TypeError(f"unknown need {type(need).__name__}")
+
     def _fulfil(self, need: Fetch) -> Any:
-        """What the flow's need comes to (one kind of need today: an HTTP fetch)."""
         deadline = time.monotonic() + self._timeout
-        return self._flights.run(need.key, deadline, lambda d: self._fetch(need, d))
+        return self._flights.run(need.key, deadline, lambda d: self._fetch(need, deadline))
 
     def _fetch(self, fetch: Fetch, deadline: float) -> Any:
         capacity = None
