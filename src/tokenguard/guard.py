@@ -6,9 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
-
-import httpx
+from typing import TYPE_CHECKING, Any, Self
 
 from .config import GuardConfig, Issuer, Policy, Settings, build_config, load_config
 from .core.engine import Engine
@@ -17,6 +15,9 @@ from .models import TokenInfo
 from .shells.aio import AsyncShell
 from .shells.limits import Capacities
 from .shells.sync import SyncShell
+
+if TYPE_CHECKING:
+    import httpx  # only for annotations: the shells import their HTTP client on first use
 
 __all__ = ["TokenGuard"]
 

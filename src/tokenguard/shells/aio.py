@@ -6,17 +6,16 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Coroutine, Generator, Hashable
-from typing import Any, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.exchange import Fetch, HttpOutcome, HttpRequest, gave_up
 from ..core.needs import Joint, Pause, Store
-from .aiohttp_client import AiohttpClient
-from .httpx_client import HttpxAsyncClient
 from .limits import Capacities, GiveUp
 from .store import NO_STORE, AsyncStoreDriver
 from .transport import AsyncTransport
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["AsyncShell", "TaskFlights"]
 
@@ -85,9 +84,8 @@ class AsyncShell:
     ) -> None:
         self._timeout = timeout
         self._store = store
-        self._transport: AsyncTransport = (
-            AiohttpClient() if client is None else HttpxAsyncClient(client, timeout)
-        )
+        self._client = client
+        self._transport: AsyncTransport | None = None  # made on first use
         self._capacities = capacities
         self._flights = TaskFlights()
 
@@ -144,7 +142,22 @@ class AsyncShell:
         ``deadline`` (default: the configured timeout from now)."""
         if deadline is None:
             deadline = time.monotonic() + self._timeout
-        return await self._transport.perform(request, deadline)
+        transport = self._transport or self._make_transport()
+        return await transport.perform(request, deadline)
+
+    def _make_transport(self) -> AsyncTransport:
+        # Imported on first use: a guard that never validates asynchronously loads neither.
+        if self._transport is None:
+            if self._client is None:
+                from .aiohttp_client import AiohttpClient
+
+                self._transport = AiohttpClient()
+            else:
+                from .httpx_client import HttpxAsyncClient
+
+                self._transport = HttpxAsyncClient(self._client, self._timeout)
+        return self._transport
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        if self._transport is not None:
+            await self._transport.aclose()

@@ -5,17 +5,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Generator, Hashable
-from typing import Any, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.exchange import Fetch, HttpOutcome, HttpRequest, gave_up
 from ..core.needs import Joint, Pause, Store
-from .httpx_client import HttpxSyncClient
 from .limits import Capacities, GiveUp
-from .stdlib_client import StdlibClient
 from .store import NO_STORE, SyncStoreDriver
 from .transport import SyncTransport
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["SyncShell", "ThreadFlights"]
 
@@ -91,9 +90,9 @@ class SyncShell:
     ) -> None:
         self._timeout = timeout
         self._store = store
-        self._transport: SyncTransport = (
-            StdlibClient() if client is None else HttpxSyncClient(client, timeout)
-        )
+        self._client = client
+        self._transport: SyncTransport | None = None  # made on first use
+        self._lock = threading.Lock()
         self._capacities = capacities
         self._flights = ThreadFlights()
 
@@ -146,7 +145,23 @@ class SyncShell:
         ``deadline`` (default: the configured timeout from now)."""
         if deadline is None:
             deadline = time.monotonic() + self._timeout
-        return self._transport.perform(request, deadline)
+        transport = self._transport or self._make_transport()
+        return transport.perform(request, deadline)
+
+    def _make_transport(self) -> SyncTransport:
+        # Imported on first use: a guard that never goes to the network loads neither.
+        with self._lock:
+            if self._transport is None:
+                if self._client is None:
+                    from .stdlib_client import StdlibClient
+
+                    self._transport = StdlibClient()
+                else:
+                    from .httpx_client import HttpxSyncClient
+
+                    self._transport = HttpxSyncClient(self._client, self._timeout)
+            return self._transport
 
     def close(self) -> None:
-        self._transport.close()
+        if self._transport is not None:
+            self._transport.close()

@@ -11,15 +11,16 @@ from __future__ import annotations
 import functools
 import os
 import re
-import ssl
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlencode, urlsplit
 
 from .. import __version__
 from ..core.exchange import HttpOutcome, HttpRequest
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = [
     "FORM_TYPE",
@@ -76,6 +77,8 @@ def ssl_context() -> ssl.SSLContext:
     """The TLS settings of tokenguard's own clients: certificates and host names verified,
     against the CA bundle httpx uses by default (certifi's), or the one named by
     ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``, as httpx does. Made once per process."""
+    import ssl
+
     if os.environ.get("SSL_CERT_FILE"):
         context = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
     elif os.environ.get("SSL_CERT_DIR"):
@@ -104,6 +107,8 @@ def proxy_for(url: str) -> Proxy | None:
     ``NO_PROXY``, as read by :mod:`urllib.request`) names for ``url``, as httpx's default
     ``trust_env`` would use it; ``None`` for a direct connection. Only ``http://``
     proxies are supported: another scheme raises :class:`ValueError`."""
+    import urllib.request
+
     proxies = urllib.request.getproxies_environment()
     if not proxies:
         return None
