@@ -28,21 +28,23 @@ from ..errors import (
     ValidationUnavailable,
 )
 from ..models import TokenInfo
+from .binding import Binder, Presented, check_binding
 from .caches import IntrospectionCache, VerifiedCache, token_digest
 from .claims import (
     Claims,
     check_audience,
-    check_binding,
     check_times,
     read_claims,
     to_token_info,
 )
 from .detect import detect
 from .discovery import Metadata
+from .dpop import DPoPProof, verify_proof
 from .exchange import Fetch, HttpOutcome, HttpRequest, HttpResponse
 from .introspection import IntrospectionRecord, build_request, check_record, read_response
 from .jose import JWS, check_typ, parse_jws, strict_json, verify_signature
 from .jwks import VerificationKey
+from .mtls import ClientCertificate
 from .policy import IssuerRuntime, PolicyRuntime, Route, compile_config, route
 from .urls import well_known_urls
 
@@ -70,6 +72,7 @@ class Engine:
             max_inactive_ttl=max(p.inactive_cache_age for p in runtimes),
         )
         self.verified_cache = VerifiedCache(self.settings.verified_cache_size, self.policies)
+        self.binder = Binder(self.settings, list(config.policies))
         self._default = next(iter(self.policies.values())) if len(self.policies) == 1 else None
 
     # -- entry points ---------------------------------------------------------------
@@ -100,17 +103,40 @@ class Engine:
             raise MalformedToken()
         return token_digest(token)
 
-    def start(self, token: object, policy: str | Policy | None) -> TokenInfo | Flow:
-        """A cached answer, or the flow that will produce one."""
+    def start(
+        self,
+        token: object,
+        policy: str | Policy | None,
+        dpop: DPoPProof | None = None,
+        certificate: ClientCertificate | None = None,
+    ) -> TokenInfo | Flow:
+        """A cached answer, or the flow that will produce one. ``dpop`` and
+        ``certificate`` are what the request offers to prove a bound token's possession."""
         runtime = self.policy(policy)
         digest = self.digest(token)
         now = time.time()
+        assert isinstance(token, str)
+        presented = None
+        if dpop is not None or certificate is not None:
+            presented = self.binder.begin(runtime.binding, token, dpop, certificate, now)
         if runtime.verified_cache_ttl:
             cached = self.verified_cache.get(digest, runtime.name, now)
             if cached is not None:
+                if presented is None and runtime.binding.plain and "cnf" not in cached.claims:
+                    return cached  # the common case: a bearer token seen before
+                self.binder.confirm(cached, presented, runtime.binding, now)
                 return cached
-        assert isinstance(token, str)
-        return self._flow(token, digest, runtime, now)
+        return self._flow(token, digest, runtime, now, presented)
+
+    def challenge(
+        self, error: TokenGuardError, policy: str | Policy | None, dpop: DPoPProof | None
+    ) -> None:
+        """Set the policy's challenge (Bearer and/or DPoP, RFC 9449 §7.1) on an error."""
+        try:
+            runtime = self.policy(policy)
+        except ConfigurationError:
+            return
+        error.challenge = self.binder.challenge(runtime.binding, dpop)
 
     def forget(self, token: str) -> None:
         """Drop every cached answer about ``token`` (e.g. after a revocation signal)."""
@@ -122,7 +148,14 @@ class Engine:
 
     # -- the flow -------------------------------------------------------------------
 
-    def _flow(self, token: str, digest: bytes, policy: PolicyRuntime, now: float) -> Flow:
+    def _flow(
+        self,
+        token: str,
+        digest: bytes,
+        policy: PolicyRuntime,
+        now: float,
+        presented: Presented | None = None,
+    ) -> Flow:
         path = route(detect(token), policy)
         introspected: IntrospectionRecord | None = None
         was_cached = False
@@ -133,12 +166,14 @@ class Engine:
                 issuer, token, digest, policy, now
             )
             claims = self._check_introspected(introspected, issuer, policy, now)
+            proof = self.binder.match(claims.cnf, presented, policy.binding)
             info = to_token_info(
                 claims, source="introspection", issuer=issuer.issuer, token_type=claims.token_type
             )
         else:
             jws = parse_jws(token, policy.algorithms)
             claims, issuer = self._check_jwt_claims(jws, policy, now)
+            proof = self.binder.match(claims.cnf, presented, policy.binding)
             keys = yield from self._keys(issuer, jws, now)
             if not keys:
                 raise InvalidSignature("No trusted key matches the token")
@@ -152,10 +187,14 @@ class Engine:
                 source = "jwt+introspection"
             info = to_token_info(claims, source=source, issuer=issuer.issuer, token_type=jws.typ)
 
+        if proof is not None:
+            verify_proof(proof)  # the DPoP proof's signature, once the token's verified
         # Authorisation last, so an expired token is reported as expired.
         if not policy.required_scopes <= info.scopes:
             raise InsufficientScope(policy.required_scopes)
         self._remember(info, digest, policy, claims, introspected, now)
+        if proof is not None:
+            self.binder.claim(proof, now)  # last: only a request that passed is remembered
         if was_cached:
             info = info.as_cached()
         return info
@@ -175,7 +214,7 @@ class Engine:
         # RFC 9068 §2.2 requires iat in an at+jwt; untyped JWTs (accept_plain_jwt) may lack it.
         check_times(claims, now, policy.leeway, require_exp=True, require_iat=typed)
         check_audience(claims, policy.audience, required=True)
-        check_binding(claims, allow_sender_constrained=config.allow_sender_constrained)
+        check_binding(claims, policy.binding)
         return claims, issuer
 
     def _check_introspected(
@@ -192,7 +231,7 @@ class Engine:
             audience=policy.audience,
             leeway=policy.leeway,
             require_audience=config.require_introspection_audience,
-            allow_sender_constrained=config.allow_sender_constrained,
+            binding=policy.binding,
             now=now,
         )
 
