@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -14,7 +15,7 @@ from .config import GuardConfig, Issuer, Policy, Settings, build_config, load_co
 from .core.dpop import DPoPProof
 from .core.engine import Engine
 from .core.mtls import ClientCertificate
-from .errors import TokenGuardError
+from .errors import InvalidToken, TokenGuardError
 from .models import TokenInfo
 from .shells.aio import AsyncShell
 from .shells.sync import SyncShell
@@ -62,6 +63,7 @@ class TokenGuard:
         async_http_client: httpx.AsyncClient | None,
     ) -> None:
         self._engine = Engine(config)
+        self._generic_errors = config.settings.error_descriptions == "generic"
         timeout = config.settings.http_timeout
         self._sync = SyncShell(timeout, http_client)
         self._async = AsyncShell(timeout, async_http_client)
@@ -109,7 +111,7 @@ class TokenGuard:
                 return step
             return self._sync.run(step)
         except TokenGuardError as error:
-            self._engine.challenge(error, policy, dpop)
+            self._refused(error, policy, dpop)
             raise
 
     async def avalidate(
@@ -127,8 +129,15 @@ class TokenGuard:
                 return step
             return await self._async.run(step)
         except TokenGuardError as error:
-            self._engine.challenge(error, policy, dpop)
+            self._refused(error, policy, dpop)
             raise
+
+    def _refused(
+        self, error: TokenGuardError, policy: str | Policy | None, dpop: DPoPProof | None
+    ) -> None:
+        self._engine.challenge(error, policy, dpop)
+        if self._generic_errors and isinstance(error, InvalidToken):
+            _generic(error)
 
     def dpop_nonce(self) -> str:
         """The DPoP nonce to hand out now (``DPoP-Nonce`` header, RFC 9449 §9), for
@@ -136,8 +145,49 @@ class TokenGuard:
         return self._engine.binder.nonces.current(time.time())
 
     def forget(self, token: str) -> None:
-        """Drop every cached answer about ``token`` (for example on a revocation event)."""
+        """Drop every cached answer about ``token`` in this process (for example on a
+        revocation event). An answer requested before the call returns is neither
+        cached nor served after it; the token is not refused (see :meth:`revoke`)."""
         self._engine.forget(token)
+
+    def revoke(self, token: str) -> None:
+        """Refuse ``token`` from now on, in every process of the fleet (or in this one
+        without a fleet), until it would have expired anyway; every cached answer about
+        it is dropped. A JWT is revoked by what was signed, so a second encoding of the
+        same token (ECDSA signatures are malleable) is refused too, and by issuer and
+        ``jti`` when its signature verifies."""
+        self._sync.run(self._engine.revoke(token))
+
+    async def arevoke(self, token: str) -> None:
+        """The async twin of :meth:`revoke`."""
+        await self._async.run(self._engine.revoke(token))
+
+    def revoke_subject(
+        self, subject: str, *, issuer: str | None = None, before: float | datetime | None = None
+    ) -> None:
+        """Refuse every token of ``subject`` (``sub``) issued before ``before`` (default:
+        now), JWTs included, without introspecting them; a token without ``iat`` cannot
+        prove it is newer and is refused. ``issuer`` limits the cut-off to one issuer."""
+        self._sync.run(self._engine.revoke_cutoff("subject", subject, issuer, before))
+
+    async def arevoke_subject(
+        self, subject: str, *, issuer: str | None = None, before: float | datetime | None = None
+    ) -> None:
+        """The async twin of :meth:`revoke_subject`."""
+        await self._async.run(self._engine.revoke_cutoff("subject", subject, issuer, before))
+
+    def revoke_client(
+        self, client_id: str, *, issuer: str | None = None, before: float | datetime | None = None
+    ) -> None:
+        """Refuse every token issued to ``client_id`` before ``before`` (default: now);
+        see :meth:`revoke_subject`."""
+        self._sync.run(self._engine.revoke_cutoff("client", client_id, issuer, before))
+
+    async def arevoke_client(
+        self, client_id: str, *, issuer: str | None = None, before: float | datetime | None = None
+    ) -> None:
+        """The async twin of :meth:`revoke_client`."""
+        await self._async.run(self._engine.revoke_cutoff("client", client_id, issuer, before))
 
     def close(self) -> None:
         """Close the sync HTTP client the guard created (not one you passed in)."""
@@ -173,3 +223,10 @@ class TokenGuard:
     def __repr__(self) -> str:
         issuers = [i.issuer for i in self._engine.config.issuers]
         return f"TokenGuard(issuers={issuers!r}, policies={list(self._engine.policies)!r})"
+
+
+def _generic(error: InvalidToken) -> None:
+    # Settings.error_descriptions = "generic": one description for every 401, so the
+    # order and wording of the checks tell an unsigned probe nothing.
+    error.description = InvalidToken.default_description
+    error.args = (error.description,)
