@@ -10,6 +10,7 @@ unresolved API reference; the HTML check also covers what only exists after rend
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -169,3 +170,24 @@ def test_the_link_check_finds_what_is_broken(tmp_path: Path) -> None:
         "a/index.html: <a> '../c/': no c/index.html",
         "a/index.html: <img> '../img.png': no img.png",
     ]
+
+
+def test_every_public_name_is_in_the_api_reference() -> None:
+    import tokenguard
+    import tokenguard.testing
+
+    text = "\n".join(p.read_text(encoding="utf-8") for p in (DOCS / "reference").glob("*.md"))
+    documented = set(re.findall(r"^::: (tokenguard[\w.]*)", text, re.MULTILINE))
+    missing = []
+    for module in (tokenguard, tokenguard.testing):
+        for name in module.__all__:
+            if name.startswith("__"):
+                continue
+            value = getattr(module, name)
+            same = [f"tokenguard.{name}"] if getattr(tokenguard, name, None) is value else []
+            if not {f"{module.__name__}.{name}", *same} & documented:
+                missing.append(f"{module.__name__}.{name}")
+    assert not missing, (
+        f"public names missing from the API reference: {missing}. Add `::: NAME` to the "
+        "page of docs/reference/ where it belongs (mkdocstrings renders its docstring)."
+    )
