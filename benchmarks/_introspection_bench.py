@@ -35,6 +35,8 @@ from tokenguard import (
     TokenGuard,
     ValidationUnavailable,
 )
+from tokenguard.core.exchange import HttpResponse
+from tokenguard.core.introspection import build_request
 
 POLICY = "api"
 AUDIENCE = "urn:test:api"
@@ -50,6 +52,7 @@ BARE_HTTPX_8 = "bare httpx, at most 8 in flight"
 BARE_HTTP_CLIENT = "bare http.client keep-alive POST + JSON"
 BARE_URLLIB3 = "bare urllib3 PoolManager POST + JSON"
 TG_CACHED = "tokenguard, token seen before (verified-cache hit)"
+TG_TRANSPORT = "tokenguard's client alone (request in, response out, no checks)"
 
 
 def guard(server: FastAS, **settings: Any) -> TokenGuard:
@@ -179,9 +182,20 @@ async def _async_contenders(
     async def tokenguard_httpx(token: str) -> object:
         return await theirs.avalidate(token, POLICY)
 
+    shell, auth = own._async, own.config.issuers[0].client_auth
+    assert auth is not None
+
+    async def transport_alone(token: str) -> object:
+        request = build_request(url, token, auth, issuer=server.issuer, max_bytes=65536)
+        outcome = await shell.perform(request)
+        if not isinstance(outcome, HttpResponse) or outcome.status != 200:
+            raise AssertionError("introspection failed")
+        return outcome
+
     contenders: dict[str, Callable[[str], Awaitable[object]]] = {
         BARE_AIOHTTP: bare_aiohttp,
         TG_OWN: tokenguard_own,
+        TG_TRANSPORT: transport_alone,
     }
     if importlib.util.find_spec("httpx_aiohttp") is not None:
         from httpx_aiohttp import AiohttpTransport
@@ -336,9 +350,22 @@ def _sync_contenders(server: FastAS, closers: list[Callable[[], None]]) -> dict[
         _check(document)
         return document
 
+    auth = own.config.issuers[0].client_auth
+    assert auth is not None
+
+    def transport_alone(token: str) -> object:
+        request = build_request(
+            server.introspection_endpoint, token, auth, issuer=server.issuer, max_bytes=65536
+        )
+        outcome = own._sync.perform(request)
+        if not isinstance(outcome, HttpResponse) or outcome.status != 200:
+            raise AssertionError("introspection failed")
+        return outcome
+
     contenders: dict[str, Any] = {
         BARE_HTTP_CLIENT: bare_http_client,
         TG_OWN: lambda token: own.validate(token, POLICY),
+        TG_TRANSPORT: transport_alone,
     }
     if importlib.util.find_spec("urllib3") is not None:
         import urllib3

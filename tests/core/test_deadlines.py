@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp  # noqa: F401 - imported before timing (the first async validation imports it)
 import httpx
 import pytest
 
@@ -29,7 +30,7 @@ from tokenguard import (
     TokenInfo,
     ValidationUnavailable,
 )
-from tokenguard.shells.aio import TaskFlights
+from tokenguard.shells.aio import Clock, TaskFlights
 from tokenguard.shells.limits import GiveUp
 from tokenguard.shells.sync import ThreadFlights
 from tokenguard.testing import DEFAULT_AUDIENCE, AuthServer
@@ -182,17 +183,17 @@ def test_a_task_waiting_on_another_tasks_fetch_gives_up_at_its_deadline() -> Non
         flights = TaskFlights()
         release = asyncio.Event()
 
-        async def leader_work(_deadline: float) -> str:
+        async def leader_work(_clock: Clock) -> str:
             await release.wait()
             return "late"
 
         loop = asyncio.get_running_loop()
-        leader = asyncio.ensure_future(flights.run("k", loop.time() + 0.3, leader_work))
+        leader = asyncio.ensure_future(flights.run("k", Clock(loop.time() + 0.3), leader_work))
         await asyncio.sleep(0.05)
         began = loop.time()
         outcome: list[str] = []
         try:
-            await flights.run("k", loop.time() + 60, leader_work)
+            await flights.run("k", Clock(loop.time() + 60), leader_work)
         except GiveUp as error:
             outcome.append(error.why)
         waited = loop.time() - began

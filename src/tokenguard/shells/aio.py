@@ -17,9 +17,20 @@ from .transport import AsyncTransport
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["AsyncShell", "TaskFlights"]
+__all__ = ["AsyncShell", "Clock", "TaskFlights"]
 
 T = TypeVar("T")
+
+
+class Clock:
+    """When a flight must end: set by the flight's task when it starts (a task may start
+    a little after it is created, when the loop has other work queued), ``None`` for a
+    flight with no deadline of its own."""
+
+    __slots__ = ("deadline",)
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
 
 
 class TaskFlights:
@@ -27,35 +38,41 @@ class TaskFlights:
 
     Each caller awaits the task through ``asyncio.shield``, so a cancelled caller leaves
     the fetch running for the others. The task ends by its deadline (that of the request
-    it makes); a caller that joins it waits until that deadline at most, and then gets
-    ``GiveUp("overdue")`` whatever the task is doing. A flight without one (``None``: a
-    sub-flow of several needs, each bounded) is waited for to its end.
+    it makes, counted from when the task starts); a caller that joins it waits until that
+    deadline at most, and then gets ``GiveUp("overdue")`` whatever the task is doing. A
+    flight without one (a sub-flow of several needs, each bounded) is waited for to its
+    end.
     """
 
     def __init__(self) -> None:
-        self._flights: dict[Hashable, tuple[asyncio.Task[Any], float | None]] = {}
+        self._flights: dict[Hashable, tuple[asyncio.Task[Any], Clock]] = {}
 
     async def run(
-        self,
-        key: Hashable,
-        deadline: float | None,
-        start: Callable[[float | None], Coroutine[Any, Any, T]],
+        self, key: Hashable, clock: Clock, start: Callable[[Clock], Coroutine[Any, Any, T]]
     ) -> T:
-        """``start(deadline)`` once for all concurrent callers with ``key``."""
+        """``start(clock)`` once for all concurrent callers with ``key``; ``clock`` holds
+        the flight's deadline (provisional until the task starts and sets it)."""
         loop = asyncio.get_running_loop()
         flight = self._flights.get(key)
         if flight is None or flight[0].get_loop() is not loop:
-            task = loop.create_task(start(deadline))
-            self._flights[key] = (task, deadline)
+            task = loop.create_task(start(clock))
+            self._flights[key] = (task, clock)
             task.add_done_callback(functools.partial(self._leave, key))
             # The task itself ends by the deadline: its starter needs no timer of its own.
             return await asyncio.shield(task)
-        task, deadline = flight
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await asyncio.shield(task)
-        except TimeoutError:
-            raise GiveUp("overdue") from None
+        task, clock = flight
+        while True:
+            ends = clock.deadline
+            try:
+                async with asyncio.timeout_at(ends):
+                    return await asyncio.shield(task)
+            except TimeoutError:
+                if task.done():  # it ended in time; this task was resumed after the deadline
+                    return task.result()
+                later = clock.deadline
+                if later is not None and ends is not None and later > ends:
+                    continue  # the task started after it was created: its deadline moved
+                raise GiveUp("overdue") from None
 
     def _leave(self, key: Hashable, task: asyncio.Task[Any]) -> None:
         flight = self._flights.get(key)
@@ -112,18 +129,20 @@ class AsyncShell:
             store = self._store
             return need.complete(await store.perform(need.ops) if store else NO_STORE)
         if type(need) is Joint:
-            return await self._flights.run(need.key, None, lambda _d: self.run(need.start()))
+            return await self._flights.run(need.key, Clock(None), lambda _c: self.run(need.start()))
         if type(need) is Pause:
             await asyncio.sleep(need.seconds)
             return None
         raise TypeError(f"unknown need {type(need).__name__}")
 
     async def _fulfil(self, need: Fetch) -> Any:
-        deadline = time.monotonic() + self._timeout
-        return await self._flights.run(need.key, deadline, functools.partial(self._fetch, need))
+        clock = Clock(time.monotonic() + self._timeout)  # provisional: see _fetch
+        return await self._flights.run(need.key, clock, functools.partial(self._fetch, need))
 
-    async def _fetch(self, fetch: Fetch, deadline: float | None) -> Any:
-        assert deadline is not None
+    async def _fetch(self, fetch: Fetch, clock: Clock) -> Any:
+        # The exchange's time starts now, not when the flight was created: a loop with
+        # many tasks queued may start this one a little later.
+        deadline = clock.deadline = time.monotonic() + self._timeout
         capacity = None
         if fetch.budget is not None and self._capacities is not None:
             capacity = self._capacities.get(fetch.budget)

@@ -54,7 +54,8 @@ class ThreadFlights:
                 flight = self._flights[key] = _Flight(deadline)
         if not leader:
             ends = flight.deadline
-            if not flight.done.wait(None if ends is None else max(ends - time.monotonic(), 0)):
+            timeout = None if ends is None else max(ends - time.monotonic(), 0.0)
+            if not flight.done.wait(timeout) and not flight.done.is_set():
                 raise GiveUp("overdue")
             if flight.error is not None:
                 raise flight.error
