@@ -15,6 +15,7 @@ __all__ = [
     "ExpiredToken",
     "InactiveToken",
     "InsufficientScope",
+    "InsufficientUserAuthentication",
     "InvalidAudience",
     "InvalidClaims",
     "InvalidRequest",
@@ -33,8 +34,10 @@ __all__ = [
 _ALLOWED_DESCRIPTION = frozenset(
     chr(c) for c in (0x20, 0x21, *range(0x23, 0x5C), *range(0x5D, 0x7F))
 )
-# The error codes defined for the Bearer scheme (RFC 6750 §3.1).
-_BEARER_ERRORS = frozenset({"invalid_request", "invalid_token", "insufficient_scope"})
+# The error codes defined for the Bearer scheme (RFC 6750 §3.1, RFC 9470 §3).
+_BEARER_ERRORS = frozenset(
+    {"invalid_request", "invalid_token", "insufficient_scope", "insufficient_user_authentication"}
+)
 
 
 def _safe(text: str) -> str:
@@ -65,8 +68,14 @@ class TokenGuardError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.description!r})"
 
-    def www_authenticate(self, realm: str | None = None) -> str:
-        """Build the RFC 6750 §3 ``WWW-Authenticate`` header value for this error."""
+    def www_authenticate(
+        self, realm: str | None = None, *, resource_metadata: str | None = None
+    ) -> str:
+        """Build the RFC 6750 §3 ``WWW-Authenticate`` header value for this error.
+
+        ``resource_metadata`` is the URL of the resource's RFC 9728 metadata document
+        (RFC 9728 §5.1), so a client can find which authorization servers to ask.
+        """
         params: list[tuple[str, str]] = []
         if realm is not None:
             params.append(("realm", _safe(realm)))
@@ -74,6 +83,8 @@ class TokenGuardError(Exception):
             params.append(("error", self.error))
             params.append(("error_description", self.description))
         params.extend(self._extra_challenge_params())
+        if resource_metadata is not None:
+            params.append(("resource_metadata", _safe(resource_metadata)))
         if not params:
             return "Bearer"
         return "Bearer " + ", ".join(f"{name}={_quote(value)}" for name, value in params)
@@ -176,6 +187,43 @@ class InsufficientScope(TokenGuardError):
 
     def _extra_challenge_params(self) -> list[tuple[str, str]]:
         return [("scope", _safe(" ".join(self.scopes)))] if self.scopes else []
+
+
+class InsufficientUserAuthentication(TokenGuardError):
+    """The token is valid but the user's authentication behind it is not strong or recent
+    enough (RFC 9470 step-up): 401 ``insufficient_user_authentication``.
+
+    The challenge carries the ``acr_values`` and ``max_age`` the resource needs, so the
+    client can ask the authorization server for a token from a fresh, stronger login.
+    """
+
+    status_code = 401
+    error = "insufficient_user_authentication"
+    default_description = "A stronger or more recent user authentication is required"
+
+    def __init__(
+        self,
+        acr_values: Iterable[str] | None = (),
+        max_age: int | None = None,
+        description: str | None = None,
+    ) -> None:
+        self.acr_values: tuple[str, ...] = tuple(acr_values or ())
+        self.max_age = max_age
+        super().__init__(description)
+
+    def __repr__(self) -> str:
+        return (
+            f"InsufficientUserAuthentication(acr_values={self.acr_values!r}, "
+            f"max_age={self.max_age!r})"
+        )
+
+    def _extra_challenge_params(self) -> list[tuple[str, str]]:
+        params = []
+        if self.acr_values:
+            params.append(("acr_values", _safe(" ".join(self.acr_values))))
+        if self.max_age is not None:
+            params.append(("max_age", str(self.max_age)))
+        return params
 
 
 class ValidationUnavailable(TokenGuardError):

@@ -11,6 +11,7 @@ from ..errors import ConfigurationError, MalformedToken, UnsupportedToken
 from .detect import TokenFormat
 from .discovery import MetadataState
 from .jwks import JwksState, KeySet, static_keyset
+from .requirements import StepUp
 
 __all__ = ["IssuerRuntime", "PolicyRuntime", "Route", "compile_config", "route"]
 
@@ -59,6 +60,7 @@ class PolicyRuntime:
     active_cache_age: float  # how old a cached "active" introspection answer may be
     inactive_cache_age: float
     verified_cache_ttl: float  # 0: never use the verified-token cache
+    step_up: StepUp | None = None  # RFC 9470 acr_values / max_age
 
 
 def route(fmt: TokenFormat, policy: PolicyRuntime) -> Route:
@@ -149,6 +151,7 @@ def _policy_runtime(policy: Policy, issuers: dict[str, IssuerRuntime]) -> Policy
         else policy.introspection_cache_ttl,
         inactive_cache_age=0.0 if high else policy.inactive_cache_ttl,
         verified_cache_ttl=0.0 if high else policy.verified_cache_ttl,
+        step_up=StepUp.of(policy.acr_values, policy.max_age),
     )
 
 
