@@ -55,3 +55,4 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against PyJWT and joserfc in one process; prints ratio tables."""
     session.install("-e", ".[dev]")
     session.run("python", "benchmarks/run.py", *session.posargs)
+    session.run("python", "benchmarks/frameworks.py", *session.posargs)

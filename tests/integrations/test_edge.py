@@ -230,3 +230,24 @@ def test_validate_sync_and_async(auth_server: AuthServer) -> None:
         info = asyncio.run(protection.avalidate(view(f"Bearer {good}")))
         assert info.scopes == {"s"}
         asyncio.run(guard.aclose())
+
+
+def test_readme_framework_snippet_runs(auth_server: AuthServer) -> None:
+    # The README's FastAPI snippet, as written, with a guard for the embedded server.
+    import re
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## In your framework") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    with guard_for(auth_server, name="orders") as guard:
+        namespace: dict[str, object] = {"guard": guard}
+        exec(code.group(1), namespace)  # noqa: S102 - our own README
+        client = TestClient(namespace["app"])  # type: ignore[arg-type]
+        token = auth_server.issue_jwt(scopes=["orders:read"], subject="ann")
+        ok = client.get("/orders", headers={"Authorization": f"Bearer {token}"})
+        assert ok.json() == {"subject": "ann"}
+        assert client.get("/orders").status_code == 401
