@@ -37,6 +37,7 @@ from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.openapi.models import OAuthFlows as OAuthFlowsModel
 from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from .config import Policy
@@ -124,11 +125,13 @@ class TokenGuardBearer(SecurityBase):
         self.scheme_name = scheme_name or type(self).__name__
         self.auto_error = auto_error
 
-    async def __call__(self, request: Request, security_scopes: SecurityScopes) -> TokenInfo:
+    async def __call__(
+        self, request: HTTPConnection, security_scopes: SecurityScopes
+    ) -> TokenInfo:
         protection = self.protection
         try:
-            view = read_request(request)
-            if protection.wants_form(view):
+            view = read_request(request)  # HTTPConnection: HTTP routes and WebSockets alike
+            if isinstance(request, Request) and protection.wants_form(view):
                 view = view.with_form(await _form_tokens(request))
             return await protection.avalidate(view, security_scopes.scopes)
         except MissingToken as error:

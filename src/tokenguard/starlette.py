@@ -100,7 +100,7 @@ class TokenGuardUser(BaseUser):
         return self.token.username or self.identity
 
     def __repr__(self) -> str:
-        return f"TokenGuardUser(identity={self.identity!r})"
+        return "TokenGuardUser()"  # the identity is a claim: kept out of reprs (and logs)
 
 
 class TokenGuardCredentials(AuthCredentials):

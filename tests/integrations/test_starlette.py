@@ -50,6 +50,7 @@ def client(auth: AuthServer) -> Iterator[TestClient]:
     @requires("orders:read")  # Starlette's own decorator reads request.auth.scopes
     async def starlette_style(request: Request) -> JSONResponse:
         user: TokenGuardUser = request.user
+        assert repr(user) == "TokenGuardUser()"  # no claim in a repr
         return JSONResponse(
             {
                 "identity": user.identity,

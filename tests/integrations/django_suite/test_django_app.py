@@ -61,6 +61,7 @@ def test_request_user_is_built_from_the_token(example: ModuleType, auth: AuthSer
     assert not user.has_module_perms("a")
     assert user.get_all_permissions() == set()
     assert str(user) == "hal"
+    assert repr(user) == "TokenUser()"  # no claim in a repr
     with pytest.raises(NotImplementedError):
         user.save()
     assert seen["auth"].subject == "hal"
