@@ -7,6 +7,7 @@ import os
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from flask import Flask
 
 from tokenguard import Issuer, Policy, TokenGuard, TokenInfo
@@ -30,6 +31,18 @@ async def fastapi_open() -> dict[str, Any]:
 @fastapi_app.get("/protected")
 async def fastapi_protected(
     info: Annotated[TokenInfo, Security(auth, scopes=["orders:read"])],
+) -> dict[str, Any]:
+    return {"ok": True}
+
+
+# For reference: FastAPI's own HTTPBearer, which only reads the header (no validation):
+# the cost of any FastAPI security dependency.
+bare_bearer = HTTPBearer()
+
+
+@fastapi_app.get("/reference")
+async def fastapi_reference(
+    credentials: Annotated[HTTPAuthorizationCredentials, Security(bare_bearer)],
 ) -> dict[str, Any]:
     return {"ok": True}
 

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from tokenguard.testing import AuthServer
 
@@ -66,7 +67,13 @@ def start_server(kind: str, port: int, env: dict[str, str]) -> subprocess.Popen[
     raise TimeoutError(f"{kind} server did not start")
 
 
-def wrk(url: str, token: str | None, seconds: float) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, token: str | None, seconds: float) -> tuple[float, int]:
     command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(seconds, 1):.0f}s", url]
     # (a benchmark token from the embedded test server: nothing secret on this argv)
     if token:
@@ -75,11 +82,15 @@ def wrk(url: str, token: str | None, seconds: float) -> float:
     if "Non-2xx" in output:
         raise RuntimeError(f"errors in the run: {output}")
     found = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    total = re.search(r"(\d+) requests in", output)
     assert found is not None, output
-    return float(found.group(1))
+    assert total is not None, output
+    return float(found.group(1)), int(total.group(1))
 
 
-async def _asyncio_load(port: int, path: str, token: str | None, seconds: float) -> float:
+async def _asyncio_load(
+    port: int, path: str, token: str | None, seconds: float
+) -> tuple[float, int]:
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n".encode()
     count = 0
@@ -100,31 +111,50 @@ async def _asyncio_load(port: int, path: str, token: str | None, seconds: float)
 
     started = time.monotonic()
     await asyncio.gather(*(connection() for _ in range(CONNECTIONS)))
-    return count / (time.monotonic() - started)
+    return count / (time.monotonic() - started), count
 
 
-def measure(port: int, path: str, token: str | None, seconds: float) -> float:
+def measure(pid: int, port: int, path: str, token: str | None, seconds: float) -> Sample:
+    """One window: requests/s seen by the client, and the server's CPU per request."""
+    cpu = cpu_seconds(pid)
     if shutil.which("wrk"):
-        return wrk(f"http://127.0.0.1:{port}{path}", token, seconds)
-    return asyncio.run(_asyncio_load(port, path, token, seconds))
+        rate, count = wrk(f"http://127.0.0.1:{port}{path}", token, seconds)
+    else:
+        rate, count = asyncio.run(_asyncio_load(port, path, token, seconds))
+    return Sample(rate, (cpu_seconds(pid) - cpu) / max(count, 1) * 1e6)
 
 
-def run(kind: str, server: AuthServer, seconds: float, rounds: int) -> tuple[float, float]:
+class Sample(NamedTuple):
+    rate: float  # requests/s
+    cpu_us: float  # server CPU time per request, microseconds
+
+
+def run(
+    kind: str, server: AuthServer, seconds: float, rounds: int
+) -> tuple[Sample, Sample, Sample | None]:
     env = {**os.environ, "ISSUER": server.issuer, "AUDIENCE": "urn:test:api"}
     token = server.issue_jwt(scopes=["orders:read"], lifetime=3600)
     port = free_port()
     process = start_server(kind, port, env)
     try:
-        measure(port, "/protected", token, 1)  # warm-up: keys fetched, token cached
-        measure(port, "/open", None, 1)
-        open_, protected = [], []
+        measure(process.pid, port, "/protected", token, 1)  # warm-up: keys fetched, cached
+        measure(process.pid, port, "/open", None, 1)
+        open_, protected, reference = [], [], []
         for _ in range(rounds):
-            open_.append(measure(port, "/open", None, seconds))
-            protected.append(measure(port, "/protected", token, seconds))
+            open_.append(measure(process.pid, port, "/open", None, seconds))
+            protected.append(measure(process.pid, port, "/protected", token, seconds))
+            if kind == "fastapi":
+                reference.append(measure(process.pid, port, "/reference", token, seconds))
     finally:
         process.terminate()
         process.wait(10)
-    return statistics.median(open_), statistics.median(protected)
+    return _median(open_), _median(protected), _median(reference) if reference else None
+
+
+def _median(samples: list[Sample]) -> Sample:
+    return Sample(
+        statistics.median(s.rate for s in samples), statistics.median(s.cpu_us for s in samples)
+    )
 
 
 def main() -> None:
@@ -134,12 +164,27 @@ def main() -> None:
     seconds, rounds = (1.0, 1) if args.quick else (5.0, 5)
     loader = "wrk" if shutil.which("wrk") else "asyncio client"
     print(f"Framework endpoints: {CONNECTIONS} connections, {loader}, {rounds} x {seconds:.0f} s")
-    print(f"{'framework':<22} {'unprotected req/s':>18} {'protected req/s':>16} {'ratio':>6}")
+    print(
+        "ratio: protected/unprotected requests/s; CPU ratio: unprotected/protected server CPU"
+        " per request (the capacity ratio, steadier on a busy machine)"
+    )
+    header = ("framework", "open req/s", "protected req/s", "ratio", "open CPU", "prot. CPU")
+    print("{:<20} {:>11} {:>16} {:>6} {:>10} {:>10} {:>10}".format(*header, "CPU ratio"))
     with AuthServer() as server:
         for kind, label in (("fastapi", "FastAPI (uvicorn)"), ("flask", "Flask (waitress)")):
-            unprotected, protected = run(kind, server, seconds, rounds)
-            ratio = protected / unprotected
-            print(f"{label:<22} {unprotected:>18,.0f} {protected:>16,.0f} {ratio:>6.2f}")
+            open_, protected, reference = run(kind, server, seconds, rounds)
+            print(
+                f"{label:<20} {open_.rate:>11,.0f} {protected.rate:>16,.0f} "
+                f"{protected.rate / open_.rate:>6.2f} {open_.cpu_us:>8.0f}us "
+                f"{protected.cpu_us:>8.0f}us {open_.cpu_us / protected.cpu_us:>10.2f}"
+            )
+            if reference is not None:
+                print(
+                    f"  reference: FastAPI's own HTTPBearer (reads the header, validates nothing):"
+                    f" {reference.rate:,.0f} req/s, {reference.cpu_us:.0f}us CPU; tokenguard"
+                    f" vs it: {protected.rate / reference.rate:.2f} (req/s),"
+                    f" {reference.cpu_us / protected.cpu_us:.2f} (CPU)"
+                )
 
 
 if __name__ == "__main__":
