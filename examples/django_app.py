@@ -1,8 +1,12 @@
 """A Django + Django REST framework API protected by tokenguard, in one file.
 
-tokenguard dev-server --port 9000          # prints the client id and secret
-export CLIENT_ID=... CLIENT_SECRET=...     # ISSUER defaults to http://127.0.0.1:9000
-waitress-serve --port 8000 examples.django_app:application
+    tokenguard dev-server --port 9000     # in another terminal; paste the lines it prints:
+                                          # they export TOKENGUARD_CLIENT_ID and _SECRET, set $JWT
+    waitress-serve --port 8000 examples.django_app:application
+    curl -H "Authorization: Bearer $JWT" http://127.0.0.1:8000/orders
+
+TOKENGUARD_ISSUER, TOKENGUARD_AUDIENCE and TOKENGUARD_RESOURCE default to the dev
+server, its tokens' audience and this app's address.
 """
 
 import os
@@ -23,19 +27,21 @@ settings.configure(
     TOKENGUARD={  # the mapping TokenGuard.from_config takes
         "issuers": [
             {
-                "issuer": os.environ.get("ISSUER", "http://127.0.0.1:9000"),
+                "issuer": os.environ.get("TOKENGUARD_ISSUER", "http://127.0.0.1:9000"),
                 "allow_insecure_http": True,  # only for a loopback dev server
                 "client_auth": {
                     "method": "client_secret_basic",
-                    "client_id": os.environ["CLIENT_ID"],
-                    "client_secret_env": "CLIENT_SECRET",
+                    "client_id": os.environ["TOKENGUARD_CLIENT_ID"],
+                    "client_secret_env": "TOKENGUARD_CLIENT_SECRET",
                 },
             }
         ],
-        "policies": [{"name": "orders", "audience": os.environ.get("AUDIENCE", "urn:orders")}],
+        "policies": [
+            {"name": "orders", "audience": os.environ.get("TOKENGUARD_AUDIENCE", "urn:test:api")}
+        ],
     },
     TOKENGUARD_REALM="orders",
-    TOKENGUARD_RESOURCE=os.environ.get("RESOURCE", "http://127.0.0.1:8000"),  # RFC 9728
+    TOKENGUARD_RESOURCE=os.environ.get("TOKENGUARD_RESOURCE", "http://127.0.0.1:8000"),  # RFC 9728
     REST_FRAMEWORK={
         "DEFAULT_AUTHENTICATION_CLASSES": ["tokenguard.django.TokenGuardAuthentication"],
         "DEFAULT_PERMISSION_CLASSES": ["tokenguard.django.HasScopes"],

@@ -1,8 +1,12 @@
 """An MCP server (official `mcp` SDK, streamable HTTP) protected by tokenguard.
 
-tokenguard dev-server --port 9000          # prints the client id and secret
-export CLIENT_ID=... CLIENT_SECRET=...     # ISSUER defaults to http://127.0.0.1:9000
-uvicorn examples.mcp_server:app --port 8000
+    tokenguard dev-server --port 9000     # in another terminal; paste the lines it prints:
+                                          # they export TOKENGUARD_CLIENT_ID and _SECRET, set $JWT
+    uvicorn examples.mcp_server:app --port 8000
+    # then connect an MCP client to http://127.0.0.1:8000/mcp with $JWT as its bearer token
+
+TOKENGUARD_ISSUER, TOKENGUARD_AUDIENCE and TOKENGUARD_RESOURCE default to the dev
+server, its tokens' audience and this app's address.
 """
 
 import os
@@ -13,22 +17,27 @@ from mcp.server.mcpserver import MCPServer
 from tokenguard import ClientSecretBasic, Issuer, Policy, TokenGuard
 from tokenguard.mcp import TokenGuardVerifier
 
+ISSUER = os.environ.get("TOKENGUARD_ISSUER", "http://127.0.0.1:9000")
+CLIENT_ID = os.environ["TOKENGUARD_CLIENT_ID"]  # to introspect opaque tokens
+CLIENT_SECRET = os.environ["TOKENGUARD_CLIENT_SECRET"]
+AUDIENCE = os.environ.get("TOKENGUARD_AUDIENCE", "urn:test:api")
+RESOURCE = os.environ.get("TOKENGUARD_RESOURCE", "http://127.0.0.1:8000")  # this API (RFC 9728)
+
 guard = TokenGuard(
     issuers=[
         Issuer(
-            os.environ.get("ISSUER", "http://127.0.0.1:9000"),
-            client_auth=ClientSecretBasic(os.environ["CLIENT_ID"], os.environ["CLIENT_SECRET"]),
+            ISSUER,
+            client_auth=ClientSecretBasic(CLIENT_ID, CLIENT_SECRET),
             allow_insecure_http=True,  # only for a loopback dev server; use https in production
         )
     ],
-    policies=[Policy(name="mcp", audience=os.environ.get("AUDIENCE", "urn:orders"))],
+    policies=[Policy(name="mcp", audience=AUDIENCE)],
 )
-RESOURCE = os.environ.get("RESOURCE", "http://127.0.0.1:8000") + "/mcp"  # the MCP endpoint
 verifier = TokenGuardVerifier(guard)
 server = MCPServer(
     "orders",
     token_verifier=verifier,
-    auth=verifier.auth_settings(RESOURCE, required_scopes=["orders:read"]),
+    auth=verifier.auth_settings(RESOURCE + "/mcp", required_scopes=["orders:read"]),
 )
 
 

@@ -1,8 +1,12 @@
 """A Starlette API protected by tokenguard.
 
-tokenguard dev-server --port 9000          # prints the client id and secret
-export CLIENT_ID=... CLIENT_SECRET=...     # ISSUER defaults to http://127.0.0.1:9000
-uvicorn examples.starlette_app:app --port 8000
+    tokenguard dev-server --port 9000     # in another terminal; paste the lines it prints:
+                                          # they export TOKENGUARD_CLIENT_ID and _SECRET, set $JWT
+    uvicorn examples.starlette_app:app --port 8000
+    curl -H "Authorization: Bearer $JWT" http://127.0.0.1:8000/orders
+
+TOKENGUARD_ISSUER, TOKENGUARD_AUDIENCE and TOKENGUARD_RESOURCE default to the dev
+server, its tokens' audience and this app's address.
 """
 
 import os
@@ -15,17 +19,22 @@ from starlette.routing import Route
 from tokenguard import ClientSecretBasic, Issuer, Policy, TokenGuard
 from tokenguard.starlette import TokenGuardBackend, require_token
 
+ISSUER = os.environ.get("TOKENGUARD_ISSUER", "http://127.0.0.1:9000")
+CLIENT_ID = os.environ["TOKENGUARD_CLIENT_ID"]  # to introspect opaque tokens
+CLIENT_SECRET = os.environ["TOKENGUARD_CLIENT_SECRET"]
+AUDIENCE = os.environ.get("TOKENGUARD_AUDIENCE", "urn:test:api")
+RESOURCE = os.environ.get("TOKENGUARD_RESOURCE", "http://127.0.0.1:8000")  # this API (RFC 9728)
+
 guard = TokenGuard(
     issuers=[
         Issuer(
-            os.environ.get("ISSUER", "http://127.0.0.1:9000"),
-            client_auth=ClientSecretBasic(os.environ["CLIENT_ID"], os.environ["CLIENT_SECRET"]),
+            ISSUER,
+            client_auth=ClientSecretBasic(CLIENT_ID, CLIENT_SECRET),
             allow_insecure_http=True,  # only for a loopback dev server; use https in production
         )
     ],
-    policies=[Policy(name="orders", audience=os.environ.get("AUDIENCE", "urn:orders"))],
+    policies=[Policy(name="orders", audience=AUDIENCE)],
 )
-RESOURCE = os.environ.get("RESOURCE", "http://127.0.0.1:8000")  # this API's URL (RFC 9728)
 backend = TokenGuardBackend(guard, realm="orders", resource=RESOURCE)
 
 

@@ -125,9 +125,7 @@ class TokenGuardBearer(SecurityBase):
         self.scheme_name = scheme_name or type(self).__name__
         self.auto_error = auto_error
 
-    async def __call__(
-        self, request: HTTPConnection, security_scopes: SecurityScopes
-    ) -> TokenInfo:
+    async def __call__(self, request: HTTPConnection, security_scopes: SecurityScopes) -> TokenInfo:
         protection = self.protection
         try:
             view = read_request(request)  # HTTPConnection: HTTP routes and WebSockets alike

@@ -26,11 +26,11 @@ BARE_CHALLENGE = f'Bearer realm="orders", resource_metadata="{METADATA_URL}"'
 def example_env(server: AuthServer) -> dict[str, str]:
     """The environment the examples read their configuration from."""
     return {
-        "ISSUER": server.issuer,
-        "CLIENT_ID": server.client_id,
-        "CLIENT_SECRET": server.client_secret,
-        "AUDIENCE": AUDIENCE,
-        "RESOURCE": RESOURCE,
+        "TOKENGUARD_ISSUER": server.issuer,
+        "TOKENGUARD_CLIENT_ID": server.client_id,
+        "TOKENGUARD_CLIENT_SECRET": server.client_secret,
+        "TOKENGUARD_AUDIENCE": AUDIENCE,
+        "TOKENGUARD_RESOURCE": RESOURCE,
     }
 
 
