@@ -11,7 +11,9 @@ from .bearer import bearer_token
 from .client_auth import BearerToken, ClientSecretBasic, ClientSecretPost, PrivateKeyJWT
 from .config import GuardConfig, Issuer, Mode, Policy, Settings, load_config
 from .core.detect import TokenFormat, detect
+from .core.dpop import DPoPProof
 from .errors import (
+    Challenge,
     ConfigurationError,
     ExpiredToken,
     InactiveToken,
@@ -19,15 +21,18 @@ from .errors import (
     InsufficientUserAuthentication,
     InvalidAudience,
     InvalidClaims,
+    InvalidDPoPProof,
     InvalidRequest,
     InvalidSignature,
     InvalidToken,
+    InvalidTokenBinding,
     MalformedToken,
     MissingToken,
     TokenGuardError,
     TokenNotYetValid,
     UnsupportedToken,
     UntrustedIssuer,
+    UseDPoPNonce,
     ValidationUnavailable,
 )
 from .guard import TokenGuard
@@ -35,9 +40,11 @@ from .models import TokenInfo
 
 __all__ = [
     "BearerToken",
+    "Challenge",
     "ClientSecretBasic",
     "ClientSecretPost",
     "ConfigurationError",
+    "DPoPProof",
     "ExpiredToken",
     "GuardConfig",
     "InactiveToken",
@@ -45,9 +52,11 @@ __all__ = [
     "InsufficientUserAuthentication",
     "InvalidAudience",
     "InvalidClaims",
+    "InvalidDPoPProof",
     "InvalidRequest",
     "InvalidSignature",
     "InvalidToken",
+    "InvalidTokenBinding",
     "Issuer",
     "MalformedToken",
     "MissingToken",
@@ -62,6 +71,7 @@ __all__ = [
     "TokenNotYetValid",
     "UnsupportedToken",
     "UntrustedIssuer",
+    "UseDPoPNonce",
     "ValidationUnavailable",
     "__version__",
     "bearer_token",

@@ -340,6 +340,12 @@ class Protection:
             content["error"] = error.error
         content["error_description"] = description
         headers = [("WWW-Authenticate", self.challenge(error)), ("Cache-Control", "no-store")]
+        # What else the error asks for (a DPoP-Nonce, RFC 9449 §9); the challenge is ours.
+        headers.extend(
+            (name, value)
+            for name, value in error.headers(self.realm).items()
+            if name.lower() != "www-authenticate"
+        )
         if status == 503:
             headers.append(("Retry-After", str(self.retry_after)))
         body = json.dumps(content, separators=(",", ":")).encode()
