@@ -251,3 +251,14 @@ def test_readme_framework_snippet_runs(auth_server: AuthServer) -> None:
         ok = client.get("/orders", headers={"Authorization": f"Bearer {token}"})
         assert ok.json() == {"subject": "ann"}
         assert client.get("/orders").status_code == 401
+
+
+def test_reply_carries_the_errors_other_headers(protection: Protection) -> None:
+    from tokenguard import UseDPoPNonce
+
+    reply = protection.reply(UseDPoPNonce("n-1"))
+    assert reply.header_map["DPoP-Nonce"] == "n-1"
+    challenge = reply.header_map["WWW-Authenticate"]
+    assert 'error="use_dpop_nonce"' in challenge
+    assert challenge.count("resource_metadata=") == challenge.count("realm=")
+    assert [name for name, _ in reply.headers].count("WWW-Authenticate") == 1
