@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import httpx
 
 from .config import GuardConfig, Issuer, Policy, Settings, build_config, load_config
-from .core.engine import Engine
+from .core.engine import Engine, Flow
 from .models import TokenInfo
 from .shells.aio import AsyncShell
 from .shells.sync import SyncShell
@@ -95,6 +95,18 @@ class TokenGuard:
         if isinstance(step, TokenInfo):
             return step
         return await self._async.run(step)
+
+    def warm_up(self) -> dict[str, bool]:
+        """Fetch every issuer's keys (or metadata) before the first token needs them;
+        return, per issuer, whether it is usable now (fresh or last-known-good keys,
+        known metadata). Cached and backing-off fetches are not repeated, so this is
+        cheap to call often (a readiness probe)."""
+        return cast("dict[str, bool]", self._sync.run(cast("Flow", self._engine.warm_up())))
+
+    async def awarm_up(self) -> dict[str, bool]:
+        """The async twin of :meth:`warm_up`."""
+        flow = cast("Flow", self._engine.warm_up())
+        return cast("dict[str, bool]", await self._async.run(flow))
 
     def forget(self, token: str) -> None:
         """Drop every cached answer about ``token`` (for example on a revocation event)."""

@@ -1,0 +1,246 @@
+"""The gateway as an ASGI application.
+
+Decision endpoints (one per proxy contract, see :mod:`.contracts`): read the forwarded
+request into plain values, find its route, call the guard, answer 200 with identity
+headers or the error's status with its challenge. No validation rule lives here.
+
+Operations: ``/healthz`` (the process answers), ``/readyz`` (every issuer's keys or
+metadata usable, fetched if needed), ``/metrics`` (Prometheus).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..bearer import bearer_token
+from ..errors import InvalidRequest, TokenGuardError
+from ..guard import TokenGuard
+from .config import GatewayConfig, load_gateway_config
+from .contracts import CONTRACTS, Contract, Forwarded
+from .identity import IdentityWriter
+from .metrics import CONTENT_TYPE, GatewayMetrics, MeasuredTransport
+from .responses import Answer, denial, unmatched
+from .routes import CompiledRoute, UnsafePath, normalize_path
+
+__all__ = ["GatewayApp", "create_app"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("tokenguard.gateway")
+access_log = logging.getLogger("tokenguard.gateway.access")
+
+_ENVOY = "/envoy"
+_TEXT = (b"content-type", b"text/plain; charset=utf-8")
+_JSON = (b"content-type", b"application/json")
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+def create_app(
+    config: GatewayConfig | str | Path | Mapping[str, Any],
+    *,
+    guard: TokenGuard | None = None,
+) -> GatewayApp:
+    """The gateway ASGI app for a configuration (a :class:`GatewayConfig`, a TOML file
+    path or a mapping). ``guard`` replaces the guard built from the configuration (its
+    policies must include those the routes name)."""
+    if not isinstance(config, GatewayConfig):
+        config = load_gateway_config(config)
+    return GatewayApp(config, guard=guard)
+
+
+class GatewayApp:
+    """The forward-auth ASGI application (see the module docstring)."""
+
+    def __init__(self, config: GatewayConfig, *, guard: TokenGuard | None = None) -> None:
+        self.config = config
+        self.routes = config.route_table()
+        self.metrics = GatewayMetrics()
+        settings = config.gateway
+        self._realm = settings.realm
+        self._identity = IdentityWriter(
+            settings.identity_headers.pairs(), settings.max_identity_length
+        )
+        self._access_log = settings.access_log
+        self._http: httpx.AsyncClient | None = None
+        if guard is None:
+            guard_config = config.guard
+            self._http = httpx.AsyncClient(
+                transport=MeasuredTransport(
+                    httpx.AsyncHTTPTransport(
+                        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
+                    ),
+                    self.metrics,
+                ),
+                timeout=guard_config.settings.http_timeout,
+                follow_redirects=False,
+            )
+            guard = TokenGuard(
+                issuers=guard_config.issuers,
+                policies=guard_config.policies,
+                settings=guard_config.settings,
+                async_http_client=self._http,
+            )
+        self.guard = guard
+        self._endpoints: dict[str, Callable[[Scope, Send], Awaitable[None]]] = {
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/metrics": self._metrics,
+        }
+
+    # -- ASGI -------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path: str = scope["path"]
+            contract = CONTRACTS.get(path)
+            if contract is not None:
+                await self._decide(contract, scope, send, None)
+            elif path.startswith(_ENVOY + "/"):
+                raw: bytes = scope.get("raw_path") or path.encode("utf-8")
+                target = raw[len(_ENVOY) :].decode("latin-1")
+                if query := scope.get("query_string"):
+                    target += "?" + query.decode("latin-1")
+                await self._decide(CONTRACTS[_ENVOY], scope, send, target)
+            elif (endpoint := self._endpoints.get(path)) is not None:
+                await endpoint(scope, send)
+            else:
+                await _send(send, 404, [_TEXT], b"not found\n")
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    ready = await self.guard.awarm_up()
+                except TokenGuardError as error:  # never fatal: /readyz reports it
+                    log.warning("warm-up failed: %s", error.description)
+                else:
+                    for issuer, ok in ready.items():
+                        if not ok:
+                            log.warning("issuer %s is not reachable yet", issuer)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        """Close the guard's HTTP clients (those the app created)."""
+        await self.guard.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+
+    # -- decisions --------------------------------------------------------------------
+
+    async def _decide(
+        self, contract: Contract, scope: Scope, send: Send, own_target: str | None
+    ) -> None:
+        started = time.perf_counter()
+        route: CompiledRoute | None = None
+        forwarded: Forwarded | None = None
+        path: str | None = None
+        cached: bool | None = None
+        try:
+            forwarded = contract.read(scope["headers"], scope["method"], own_target)
+            try:
+                path = normalize_path(forwarded.target)
+            except UnsafePath as error:
+                raise InvalidRequest(f"The request path is refused: {error}") from None
+            route = self.routes.match(forwarded.method, forwarded.host, path)
+            if route is None:
+                answer = unmatched()
+            elif route.public:
+                answer = Answer(200, list(self._identity.empty))
+            else:
+                info = await self.guard.avalidate(
+                    bearer_token(forwarded.authorization), route.policy
+                )
+                cached = info.cached
+                if route.scopes:
+                    info.require_scopes(*route.scopes)
+                answer = Answer(200, self._identity.headers(info))
+        except TokenGuardError as error:
+            answer = denial(error, self._realm)
+            if isinstance(error, InvalidRequest) or error.status_code >= 500:
+                log.info("%s request refused: %s", contract.name, error.description)
+        if contract.status_header and answer.status != 200:
+            # nginx can only answer with what it reads from headers (see contracts.py).
+            answer.headers.append((b"x-tokenguard-status", str(answer.status).encode()))
+            answer.headers.append((b"x-tokenguard-body", answer.body))
+        await _send(send, answer.status, answer.headers, answer.body)
+        elapsed = time.perf_counter() - started
+        self._record(contract, route, forwarded, path, answer, cached, elapsed)
+
+    def _record(
+        self,
+        contract: Contract,
+        route: CompiledRoute | None,
+        forwarded: Forwarded | None,
+        path: str | None,
+        answer: Answer,
+        cached: bool | None,
+        elapsed: float,
+    ) -> None:
+        result = "allow" if answer.status == 200 else "deny"
+        name = route.name if route is not None else "(none)"
+        metrics = self.metrics
+        metrics.decisions.labels(name, result, str(answer.status)).inc()
+        metrics.latency.labels(result).observe(elapsed)
+        if cached is not None:
+            metrics.token_cache.labels("hit" if cached else "miss").inc()
+        if self._access_log and access_log.isEnabledFor(logging.INFO):
+            # Never the token, a claim value or the query string (it may hold a token).
+            access_log.info(
+                json.dumps(
+                    {
+                        "contract": contract.name,
+                        "method": forwarded.method if forwarded else None,
+                        "host": forwarded.host if forwarded else None,
+                        "path": path,
+                        "route": route.name if route else None,
+                        "result": result,
+                        "status": answer.status,
+                        "error": answer.error,
+                        "cached": cached,
+                        "ms": round(elapsed * 1000, 3),
+                    },
+                    ensure_ascii=True,
+                )
+            )
+
+    # -- operations -------------------------------------------------------------------
+
+    async def _healthz(self, scope: Scope, send: Send) -> None:
+        await _send(send, 200, [_JSON, _NO_STORE], b'{"status":"ok"}')
+
+    async def _readyz(self, scope: Scope, send: Send) -> None:
+        try:
+            issuers = await self.guard.awarm_up()
+        except TokenGuardError:
+            issuers = {}
+        ready = bool(issuers) and all(issuers.values())
+        body = json.dumps({"ready": ready, "issuers": issuers}).encode("utf-8")
+        await _send(send, 200 if ready else 503, [_JSON, _NO_STORE], body)
+
+    async def _metrics(self, scope: Scope, send: Send) -> None:
+        body = self.metrics.expose()
+        await _send(send, 200, [(b"content-type", CONTENT_TYPE.encode("ascii"))], body)
+
+
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode("ascii"))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

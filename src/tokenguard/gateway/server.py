@@ -1,0 +1,118 @@
+"""Serving the gateway: uvicorn (httptools, uvloop) with worker processes.
+
+The socket is bound here, before the workers start, so ``--port 0`` works and the
+address printed is the real one; every worker accepts on it. With more than one worker,
+Prometheus samples go to a per-run directory (``PROMETHEUS_MULTIPROC_DIR``) that
+``/metrics`` adds up, and that is removed at exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ._serve import CONFIG_ENV
+from .config import load_gateway_config
+
+__all__ = ["serve"]
+
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    plain = {"format": "%(message)s"}
+    tagged = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": plain, "tagged": tagged},
+        "handlers": {
+            # Access lines (JSON) on stdout, everything else on stderr.
+            "access": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "stream": "ext://sys.stdout",
+            },
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "tagged",
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
+            "tokenguard": {"handlers": ["default"], "level": level.upper(), "propagate": False},
+            "tokenguard.gateway.access": {
+                "handlers": ["access"],
+                "level": "INFO",
+                "propagate": False,
+            },
+        },
+    }
+
+
+def serve(
+    config_path: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8181,
+    workers: int = 1,
+    log_level: str = "warning",
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Serve the gateway for ``config_path`` until interrupted (SIGINT/SIGTERM).
+
+    Raises :class:`~tokenguard.ConfigurationError` before binding anything if the
+    configuration is invalid.
+    """
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    path = Path(config_path).resolve()
+    load_gateway_config(path)  # refuse a bad file here, not in every worker
+    os.environ[CONFIG_ENV] = str(path)
+    metrics_dir = None
+    if workers > 1:
+        metrics_dir = tempfile.mkdtemp(prefix="tokenguard-gateway-metrics-")
+        os.environ[_MULTIPROC_ENV] = metrics_dir
+    else:
+        os.environ.pop(_MULTIPROC_ENV, None)
+    try:
+        config = uvicorn.Config(
+            "tokenguard.gateway._serve:app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,
+            log_config=_log_config(log_level),
+            log_level=log_level,
+            lifespan="on",
+            proxy_headers=False,  # the contracts read the proxy's headers themselves
+            server_header=False,
+            date_header=False,
+            timeout_graceful_shutdown=10,
+        )
+        sock = config.bind_socket()
+        bound_host, bound_port = sock.getsockname()[:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        announce(
+            f"tokenguard gateway on http://{shown}:{bound_port} "
+            f"({workers} worker{'s' if workers > 1 else ''}); "
+            "decision paths /nginx /traefik /envoy/; /healthz /readyz /metrics"
+        )
+        server = uvicorn.Server(config)
+        if workers > 1:
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            server.run(sockets=[sock])
+    finally:
+        if metrics_dir is not None:
+            os.environ.pop(_MULTIPROC_ENV, None)
+            with contextlib.suppress(OSError):
+                shutil.rmtree(metrics_dir)
