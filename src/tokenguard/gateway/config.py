@@ -201,7 +201,7 @@ class RouteConfig(BaseModel):
     @classmethod
     def _scopes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if any(not _SCOPE.fullmatch(s) for s in value):
-            raise ValueError("each scope must be a scope-token (RFC 6749 §3.3)")
+            raise ValueError("each scope must be a scope-token (RFC 6749 section 3.3)")
         return value
 
     @model_validator(mode="after")
@@ -287,9 +287,12 @@ def load_gateway_config(source: str | Path | Mapping[str, Any]) -> GatewayConfig
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as error:
+        items = error.errors(include_input=False, include_url=False)
         problems = [
-            (_flat_loc(item["loc"]), item["msg"])
-            for item in error.errors(include_input=False, include_url=False)
+            (_flat_loc(item["loc"]), item["msg"].removeprefix("Value error, "))
+            for item in items
+            # pydantic also reports a list that lost a bad item as too short: noise.
+            if not (item["type"] == "too_short" and len(items) > 1)
         ]
         raise ConfigurationError(_report(problems, locator)) from None
     if problems := _cross_problems(config):

@@ -1,0 +1,158 @@
+"""The Traefik ForwardAuth and Envoy ext_authz contracts, spoken to the real gateway
+process as those proxies speak them; operations endpoints; the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tokenguard.testing import AuthServer
+
+from .conftest import Gateway, gateway_toml, start_gateway, stop, tokenguard_cli
+
+
+def test_traefik_reads_the_forwarded_method_not_its_own(
+    gateway: Gateway, client: httpx.Client, gw_server: AuthServer
+) -> None:
+    reader = gw_server.issue_jwt(subject="bob", scopes=["orders:read"])
+    forwarded = {
+        "X-Forwarded-Method": "POST",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "api.example.com",
+        "X-Forwarded-Uri": "/orders/7?x=1",
+        "Authorization": f"Bearer {reader}",
+    }
+    # Traefik calls with GET unless told to preserve the method: the route is POST's.
+    denied = client.get(f"{gateway.url}/traefik", headers=forwarded)
+    assert denied.status_code == 403
+    assert 'error="insufficient_scope"' in denied.headers["www-authenticate"]
+    allowed = client.get(
+        f"{gateway.url}/traefik", headers={**forwarded, "X-Forwarded-Method": "GET"}
+    )
+    assert allowed.status_code == 200
+    assert allowed.headers["x-auth-subject"] == "bob"
+    # Statuses other than 401/403 reach Traefik as they are (it passes them on).
+    missing = client.get(
+        f"{gateway.url}/traefik",
+        headers={**forwarded, "X-Forwarded-Method": "GET", "Authorization": "Bearer a b"},
+    )
+    assert missing.status_code == 400
+    assert "x-tokenguard-status" not in missing.headers
+
+
+def test_traefik_without_forwarded_headers_is_a_misconfiguration(
+    gateway: Gateway, client: httpx.Client
+) -> None:
+    response = client.get(f"{gateway.url}/traefik", headers={"X-Forwarded-Uri": "/orders/1"})
+    assert response.status_code == 500
+    assert response.json()["error"] == "server_error"
+
+
+def test_envoy_takes_the_original_path_after_its_prefix(
+    gateway: Gateway, client: httpx.Client, gw_server: AuthServer
+) -> None:
+    token = gw_server.issue_jwt(scopes=["orders:read", "orders:write"], subject="carol")
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "X-Forwarded-Proto": "https",
+        "DPoP": "proof-is-read-not-used-yet",
+    }
+    allowed = client.post(f"{gateway.url}/envoy/orders/9?a=b", headers=headers)
+    assert allowed.status_code == 200
+    assert allowed.headers["x-auth-subject"] == "carol"
+    # Envoy passes the gateway's status and challenge to the client: 401 stays 401.
+    denied = client.post(f"{gateway.url}/envoy/orders/9", headers={"X-Forwarded-Proto": "https"})
+    assert denied.status_code == 401
+    assert denied.headers["www-authenticate"] == "Bearer"
+    unmatched = client.get(f"{gateway.url}/envoy/nothing/here", headers=headers)
+    assert unmatched.status_code == 403
+    public = client.get(f"{gateway.url}/envoy/public/x")
+    assert public.status_code == 200
+    assert public.headers["x-auth-subject"] == ""
+
+
+def test_repeated_authorization_is_refused(
+    gateway: Gateway, client: httpx.Client, gw_server: AuthServer
+) -> None:
+    token = gw_server.issue_jwt(scopes=["orders:read"])
+    headers = [("Authorization", f"Bearer {token}"), ("Authorization", "Bearer other")]
+    response = client.get(f"{gateway.url}/envoy/orders/1", headers=headers)
+    assert response.status_code == 400
+
+
+def test_operations_endpoints(
+    gateway: Gateway, client: httpx.Client, gw_server: AuthServer
+) -> None:
+    assert client.get(f"{gateway.url}/healthz").json() == {"status": "ok"}
+    ready = client.get(f"{gateway.url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True, "issuers": {gw_server.issuer: True}}
+    token = gw_server.issue_jwt(scopes=["orders:read"])
+    client.get(f"{gateway.url}/envoy/orders/1", headers={"Authorization": f"Bearer {token}"})
+    client.get(f"{gateway.url}/envoy/orders/1", headers={"Authorization": f"Bearer {token}"})
+    metrics = client.get(f"{gateway.url}/metrics").text
+    assert 'tokenguard_gateway_decisions_total{result="allow",route="/orders/**",status="200"}' in (
+        metrics
+    )
+    assert 'tokenguard_gateway_token_answers_total{cache="hit"}' in metrics
+    assert "tokenguard_gateway_decision_seconds_bucket" in metrics
+    assert "tokenguard_gateway_upstream_seconds_count" in metrics
+    assert client.get(f"{gateway.url}/nope").status_code == 404
+
+
+def test_readyz_reports_an_unreachable_issuer(tmp_path: Path, client: httpx.Client) -> None:
+    with AuthServer() as server:
+        config = tmp_path / "gateway.toml"
+        # No back-off between JWKS attempts, so readiness follows the server at once.
+        config.write_text(gateway_toml(server, extra="[settings]\njwks_refresh_cooldown = 0\n"))
+        server.go_down()
+        running = start_gateway(config, tmp_path / "gateway.log", "--workers", "2")
+        try:
+            response = client.get(f"{running.url}/readyz")
+            assert response.status_code == 503
+            assert response.json() == {"ready": False, "issuers": {server.issuer: False}}
+            server.come_up()
+            assert client.get(f"{running.url}/readyz").status_code == 200
+            # Two workers: /metrics adds up what each one counted.
+            for _ in range(4):
+                client.get(f"{running.url}/envoy/public/x")
+            text = client.get(f"{running.url}/metrics").text
+            assert 'route="/public/**",status="200"} 4.0' in text
+        finally:
+            stop(running.process)
+
+
+def test_cli_check_and_refusal(tmp_path: Path, gw_server: AuthServer) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(gateway_toml(gw_server))
+    checked = subprocess.run(
+        [*tokenguard_cli(), "gateway", "--config", str(good), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "valid (5 routes, 2 policies, 1 issuers)" in checked.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text(gateway_toml(gw_server).replace('policy = "live"', 'policy = "dead"'))
+    refused = subprocess.run(
+        [*tokenguard_cli(), "gateway", "--config", str(bad), "--port", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "routes[3].policy: no policy of this name is configured" in refused.stderr
+    assert "line " in refused.stderr
+
+
+@pytest.mark.parametrize("contract", ["/nginx", "/traefik"])
+def test_header_based_contracts_need_method_and_uri(
+    gateway: Gateway, client: httpx.Client, contract: str
+) -> None:
+    response = client.get(f"{gateway.url}{contract}")
+    assert response.status_code == 500
