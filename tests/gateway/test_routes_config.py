@@ -167,6 +167,14 @@ def test_invalid_configuration_is_refused_with_line_and_reason(
         assert f"line {line}: " in message
 
 
+def test_sender_constrained_policies_are_refused_until_proofs_are_checked(
+    tmp_path: Path,
+) -> None:
+    text = BASE + 'allow_sender_constrained = true\n[[routes]]\npath = "/"\npolicy = "orders"\n'
+    with pytest.raises(ConfigurationError, match=r"line 10: routes\[0\]\.policy: .*DPoP"):
+        load_gateway_config(_write(tmp_path, text))
+
+
 def test_guard_errors_point_at_their_line(tmp_path: Path) -> None:
     text = BASE.replace('audience = "urn:orders"', 'audience = "urn:orders"\nmode = "fast"')
     with pytest.raises(ConfigurationError, match=r"line 7: policies\[0\]\.mode"):

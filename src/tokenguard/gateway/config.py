@@ -255,11 +255,24 @@ class GatewayConfig(BaseModel):
 
 
 def _cross_problems(config: GatewayConfig) -> list[tuple[tuple[str | int, ...], str]]:
-    names = {p.name for p in config.guard.policies}
+    policies = {p.name: p for p in config.guard.policies}
     problems: list[tuple[tuple[str | int, ...], str]] = []
     for index, route in enumerate(config.routes):
-        if route.policy is not None and route.policy not in names:
+        if route.policy is None:
+            continue
+        policy = policies.get(route.policy)
+        if policy is None:
             problems.append((("routes", index, "policy"), "no policy of this name is configured"))
+        elif policy.allow_sender_constrained:
+            # Such a policy leaves the proof-of-possession check to the caller, which the
+            # gateway cannot do yet: a bound token would pass without its proof.
+            problems.append(
+                (
+                    ("routes", index, "policy"),
+                    "the gateway cannot check DPoP or mTLS proofs yet: a policy with "
+                    "allow_sender_constrained = true cannot guard a route",
+                )
+            )
     return problems
 
 
