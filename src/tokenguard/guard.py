@@ -11,6 +11,7 @@ import httpx
 
 from .config import GuardConfig, Issuer, Policy, Settings, build_config, load_config
 from .core.engine import Engine, Flow
+from .errors import InvalidToken
 from .models import TokenInfo
 from .shells.aio import AsyncShell
 from .shells.sync import SyncShell
@@ -58,6 +59,7 @@ class TokenGuard:
         async_http_client: httpx.AsyncClient | None,
     ) -> None:
         self._engine = Engine(config)
+        self._generic_errors = config.settings.error_descriptions == "generic"
         timeout = config.settings.http_timeout
         self._sync = SyncShell(timeout, http_client)
         self._async = AsyncShell(timeout, async_http_client)
@@ -84,17 +86,27 @@ class TokenGuard:
         """Validate ``token`` under ``policy`` (a policy name; optional if only one is
         configured). Returns a :class:`TokenInfo` or raises a
         :class:`~tokenguard.TokenGuardError` subclass carrying the HTTP status."""
-        step = self._engine.start(token, policy)
-        if isinstance(step, TokenInfo):
-            return step
-        return self._sync.run(step)
+        try:
+            step = self._engine.start(token, policy)
+            if isinstance(step, TokenInfo):
+                return step
+            return self._sync.run(step)
+        except InvalidToken as error:
+            if self._generic_errors:
+                _generic(error)
+            raise
 
     async def avalidate(self, token: str, policy: str | Policy | None = None) -> TokenInfo:
         """The async twin of :meth:`validate`: same rules, same caches."""
-        step = self._engine.start(token, policy)
-        if isinstance(step, TokenInfo):
-            return step
-        return await self._async.run(step)
+        try:
+            step = self._engine.start(token, policy)
+            if isinstance(step, TokenInfo):
+                return step
+            return await self._async.run(step)
+        except InvalidToken as error:
+            if self._generic_errors:
+                _generic(error)
+            raise
 
     def warm_up(self) -> dict[str, bool]:
         """Fetch every issuer's keys (or metadata) before the first token needs them;
@@ -146,3 +158,10 @@ class TokenGuard:
     def __repr__(self) -> str:
         issuers = [i.issuer for i in self._engine.config.issuers]
         return f"TokenGuard(issuers={issuers!r}, policies={list(self._engine.policies)!r})"
+
+
+def _generic(error: InvalidToken) -> None:
+    # Settings.error_descriptions = "generic": one description for every 401, so the
+    # order and wording of the checks tell an unsigned probe nothing.
+    error.description = InvalidToken.default_description
+    error.args = (error.description,)

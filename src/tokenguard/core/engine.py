@@ -153,7 +153,7 @@ class Engine:
             introspected, was_cached = yield from self._introspect(
                 issuer, token, digest, policy, now
             )
-            claims = self._check_introspected(introspected, issuer, policy, now)
+            claims = self._check_introspected(introspected, issuer, policy, now, opaque=True)
             info = to_token_info(
                 claims, source="introspection", issuer=issuer.issuer, token_type=claims.token_type
             )
@@ -169,7 +169,7 @@ class Engine:
                 introspected, was_cached = yield from self._introspect(
                     issuer, token, digest, policy, now
                 )
-                self._check_introspected(introspected, issuer, policy, now)
+                self._check_introspected(introspected, issuer, policy, now, opaque=False)
                 source = "jwt+introspection"
             info = to_token_info(claims, source=source, issuer=issuer.issuer, token_type=jws.typ)
 
@@ -205,6 +205,8 @@ class Engine:
         issuer: IssuerRuntime,
         policy: PolicyRuntime,
         now: float,
+        *,
+        opaque: bool,
     ) -> Claims:
         config = policy.config
         return check_record(
@@ -212,7 +214,8 @@ class Engine:
             issuer=issuer.issuer,
             audience=policy.audience,
             leeway=policy.leeway,
-            require_audience=config.require_introspection_audience,
+            # A JWT already proved its audience; an opaque token has only this answer.
+            require_audience=opaque and config.require_introspection_audience,
             allow_sender_constrained=config.allow_sender_constrained,
             now=now,
         )
@@ -308,7 +311,9 @@ class Engine:
                 "GET", url, max_bytes=self.settings.max_metadata_bytes, headers=_METADATA_ACCEPT
             )
             usable = yield Fetch(
-                key=("metadata", url),
+                # The key names the issuer whose state `complete` fills: two issuers whose
+                # well-known URLs coincide (`https://h`, `https://h/`) fetch separately.
+                key=("metadata", issuer.issuer, url),
                 build=functools.partial(_same, request),
                 complete=functools.partial(state.absorb, now=now),
             )
