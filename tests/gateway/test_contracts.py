@@ -3,13 +3,17 @@ process as those proxies speak them; operations endpoints; the CLI."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
+import tomllib
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tokenguard.testing import AuthServer
+from tokenguard import ConfigurationError
+from tokenguard.gateway import create_app
+from tokenguard.testing import AuthServer, guard_for
 
 from .conftest import Gateway, gateway_toml, start_gateway, stop, tokenguard_cli
 
@@ -156,3 +160,39 @@ def test_header_based_contracts_need_method_and_uri(
 ) -> None:
     response = client.get(f"{gateway.url}{contract}")
     assert response.status_code == 500
+
+
+def test_app_with_its_own_guard_and_warm_up(
+    gw_server: AuthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TG_TEST_SECRET", gw_server.client_secret)
+    mapping = tomllib.loads(gateway_toml(gw_server))
+    with guard_for(gw_server, name="orders") as guard:
+        with pytest.raises(ConfigurationError, match="no policy"):
+            create_app(mapping, guard=guard)
+        assert guard.warm_up() == {gw_server.issuer: True}
+    app = create_app(mapping)
+
+    async def call() -> list[dict[str, object]]:
+        sent: list[dict[str, object]] = []
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/envoy/public/x",
+            "raw_path": b"/envoy/public/x",
+            "query_string": b"",
+            "headers": [],
+        }
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request"}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        await app.aclose()
+        return sent
+
+    messages = asyncio.run(call())
+    assert messages[0]["status"] == 200

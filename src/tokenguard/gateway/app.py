@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from ..bearer import bearer_token
-from ..errors import InvalidRequest, TokenGuardError
+from ..errors import ConfigurationError, InvalidRequest, TokenGuardError
 from ..guard import TokenGuard
 from .config import GatewayConfig, load_gateway_config
 from .contracts import CONTRACTS, Contract, Forwarded
@@ -65,6 +65,8 @@ class GatewayApp:
         self.config = config
         self.routes = config.route_table()
         self.metrics = GatewayMetrics()
+        self._cache_hit = self.metrics.token_cache.labels("hit")
+        self._cache_miss = self.metrics.token_cache.labels("miss")
         settings = config.gateway
         self._realm = settings.realm
         self._identity = IdentityWriter(
@@ -90,6 +92,10 @@ class GatewayApp:
                 settings=guard_config.settings,
                 async_http_client=self._http,
             )
+        else:
+            names = {p.name for p in guard.config.policies}
+            if missing := {r.policy for r in config.routes if r.policy} - names:
+                raise ConfigurationError(f"the guard has no policy {sorted(missing)!r}")
         self.guard = guard
         self._endpoints: dict[str, Callable[[Scope, Send], Awaitable[None]]] = {
             "/healthz": self._healthz,
@@ -196,11 +202,9 @@ class GatewayApp:
     ) -> None:
         result = "allow" if answer.status == 200 else "deny"
         name = route.name if route is not None else "(none)"
-        metrics = self.metrics
-        metrics.decisions.labels(name, result, str(answer.status)).inc()
-        metrics.latency.labels(result).observe(elapsed)
+        self.metrics.decision(name, result, answer.status, elapsed)
         if cached is not None:
-            metrics.token_cache.labels("hit" if cached else "miss").inc()
+            (self._cache_hit if cached else self._cache_miss).inc()
         if self._access_log and access_log.isEnabledFor(logging.INFO):
             # Never the token, a claim value or the query string (it may hold a token).
             access_log.info(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -61,6 +62,21 @@ class GatewayMetrics:
             ("host", "reason"),
             registry=self.registry,
         )
+
+        self._decision_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def decision(self, route: str, result: str, status: int, seconds: float) -> None:
+        """Count one decision and observe its latency."""
+        key = (route, result, status)
+        children = self._decision_children.get(key)
+        if children is None:  # labels() takes a lock and builds tuples: do it once
+            children = (
+                self.decisions.labels(route, result, str(status)),
+                self.latency.labels(result),
+            )
+            self._decision_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def expose(self) -> bytes:
         """The text exposition: of every worker in multiprocess mode, else of this one."""

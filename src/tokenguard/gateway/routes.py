@@ -23,6 +23,8 @@ __all__ = ["CompiledRoute", "RouteTable", "UnsafePath", "compile_glob", "normali
 # Bytes that must not appear in a path segment after percent-decoding: an encoded slash
 # or backslash (servers disagree on whether it separates segments), NUL and controls.
 _FORBIDDEN_DECODED = frozenset(b"/\\") | frozenset(range(0x20)) | {0x7F}
+# A path made only of these, with no "//" and no "." segment, is already normal.
+_PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9\-._~!$&'()*+,=:@]*)+")
 
 
 class UnsafePath(ValueError):
@@ -45,6 +47,8 @@ def normalize_path(target: str) -> str:
         slash = rest.find("/")
         target = rest[slash:] if slash >= 0 else "/"
     path = target.split("?", 1)[0].split("#", 1)[0]
+    if _PLAIN_PATH.fullmatch(path) and "//" not in path and "/." not in path:
+        return path  # the common case: nothing to decode or resolve
     if not path.startswith("/"):
         raise UnsafePath("the path must start with /")
     if any(ch <= " " or ch in "\\\x7f" for ch in path):
