@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -196,3 +197,30 @@ def test_app_with_its_own_guard_and_warm_up(
 
     messages = asyncio.run(call())
     assert messages[0]["status"] == 200
+
+
+def test_mounted_app_gets_its_prefix(
+    gw_server: AuthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TG_TEST_SECRET", gw_server.client_secret)
+    app = create_app(tomllib.loads(gateway_toml(gw_server)))
+    seen: list[tuple[str, str]] = []
+
+    async def receiver(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((scope["root_path"], scope["path"]))
+        await send({"type": "http.response.start", "status": 202, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    app.mount("/events", receiver)
+    for bad in ("/nginx", "/", "events", "/envoy", "/x/"):
+        with pytest.raises(ValueError, match="prefix"):
+            app.mount(bad, receiver)
+
+    async def post(path: str) -> int:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            return (await http.post(path, content=b"x")).status_code
+
+    assert asyncio.run(post("/events/set")) == 202
+    assert asyncio.run(post("/eventsx")) == 404
+    assert seen == [("/events", "/events/set")]

@@ -102,6 +102,18 @@ class GatewayApp:
             "/readyz": self._readyz,
             "/metrics": self._metrics,
         }
+        self._mounts: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {}
+
+    def mount(self, prefix: str, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        """Serve another ASGI app under ``prefix`` in this one: the security-event
+        receiver (RFC 8935 push delivery), so that a revocation reaches the guard of the
+        worker that receives it. The decision and operations paths cannot be taken."""
+        if not prefix.startswith("/") or prefix.endswith("/") or len(prefix) < 2:
+            raise ValueError("a mount prefix looks like /events")
+        taken = (*CONTRACTS, *self._endpoints)
+        if any(p == prefix or p.startswith(prefix + "/") for p in taken):
+            raise ValueError("this prefix is one of the gateway's own paths")
+        self._mounts[prefix] = app
 
     # -- ASGI -------------------------------------------------------------------------
 
@@ -120,10 +132,23 @@ class GatewayApp:
                 await self._decide(CONTRACTS[_ENVOY], scope, send, target)
             elif (endpoint := self._endpoints.get(path)) is not None:
                 await endpoint(scope, send)
+            elif mounted := self._mounted(path):
+                prefix, app = mounted
+                # As ASGI servers and Starlette do: the path stays whole, root_path grows.
+                child = {**scope, "root_path": scope.get("root_path", "") + prefix}
+                await app(child, receive, send)
             else:
                 await _send(send, 404, [_TEXT], b"not found\n")
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    def _mounted(
+        self, path: str
+    ) -> tuple[str, Callable[[Scope, Receive, Send], Awaitable[None]]] | None:
+        for prefix, app in self._mounts.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return prefix, app
+        return None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
