@@ -22,6 +22,7 @@ import httpx
 from ..bearer import bearer_token
 from ..errors import ConfigurationError, InvalidRequest, TokenGuardError
 from ..guard import TokenGuard
+from .accesslog import AccessLog
 from .config import GatewayConfig, load_gateway_config
 from .contracts import CONTRACTS, Contract, Forwarded
 from .identity import IdentityWriter
@@ -37,7 +38,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("tokenguard.gateway")
-access_log = logging.getLogger("tokenguard.gateway.access")
 
 _ENVOY = "/envoy"
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
@@ -72,7 +72,7 @@ class GatewayApp:
         self._identity = IdentityWriter(
             settings.identity_headers.pairs(), settings.max_identity_length
         )
-        self._access_log = settings.access_log
+        self._access_log = AccessLog() if settings.access_log else None
         self._http: httpx.AsyncClient | None = None
         if guard is None:
             guard_config = config.guard
@@ -169,7 +169,9 @@ class GatewayApp:
                 return
 
     async def aclose(self) -> None:
-        """Close the guard's HTTP clients (those the app created)."""
+        """Write the access log's last lines; close the guard's HTTP clients."""
+        if self._access_log is not None:
+            self._access_log.flush()
         await self.guard.aclose()
         if self._http is not None:
             await self._http.aclose()
@@ -230,24 +232,21 @@ class GatewayApp:
         self.metrics.decision(name, result, answer.status, elapsed)
         if cached is not None:
             (self._cache_hit if cached else self._cache_miss).inc()
-        if self._access_log and access_log.isEnabledFor(logging.INFO):
+        if self._access_log is not None:
             # Never the token, a claim value or the query string (it may hold a token).
-            access_log.info(
-                json.dumps(
-                    {
-                        "contract": contract.name,
-                        "method": forwarded.method if forwarded else None,
-                        "host": forwarded.host if forwarded else None,
-                        "path": path,
-                        "route": route.name if route else None,
-                        "result": result,
-                        "status": answer.status,
-                        "error": answer.error,
-                        "cached": cached,
-                        "ms": round(elapsed * 1000, 3),
-                    },
-                    ensure_ascii=True,
-                )
+            self._access_log.write(
+                {
+                    "contract": contract.name,
+                    "method": forwarded.method if forwarded else None,
+                    "host": forwarded.host if forwarded else None,
+                    "path": path,
+                    "route": route.name if route else None,
+                    "result": result,
+                    "status": answer.status,
+                    "error": answer.error,
+                    "cached": cached,
+                    "ms": round(elapsed * 1000, 3),
+                }
             )
 
     # -- operations -------------------------------------------------------------------

@@ -129,8 +129,8 @@ class GatewaySettings(BaseModel):
         max_identity_length: the longest identity header value forwarded; a token whose
             identity does not fit is refused (401) rather than truncated, since two
             truncated identities could be confused.
-        access_log: write one structured (JSON) line per decision to the
-            ``tokenguard.gateway.access`` logger: never a token or a claim value.
+        access_log: write one structured (JSON) line per decision to stdout (in
+            batches, at most 100 ms late): never a token, a claim value or a query.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)

@@ -25,19 +25,12 @@ _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _log_config(level: str) -> dict[str, Any]:
-    plain = {"format": "%(message)s"}
-    tagged = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    # The server's own messages on stderr; the access log writes to stdout itself.
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"plain": plain, "tagged": tagged},
+        "formatters": {"tagged": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
         "handlers": {
-            # Access lines (JSON) on stdout, everything else on stderr.
-            "access": {
-                "class": "logging.StreamHandler",
-                "formatter": "plain",
-                "stream": "ext://sys.stdout",
-            },
             "default": {
                 "class": "logging.StreamHandler",
                 "formatter": "tagged",
@@ -47,11 +40,6 @@ def _log_config(level: str) -> dict[str, Any]:
         "loggers": {
             "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
             "tokenguard": {"handlers": ["default"], "level": level.upper(), "propagate": False},
-            "tokenguard.gateway.access": {
-                "handlers": ["access"],
-                "level": "INFO",
-                "propagate": False,
-            },
         },
     }
 
