@@ -238,7 +238,10 @@ def main() -> None:
         throughput = {}
         for workers in (1, 2):
             with gateway(config, workers) as gw_port, nginx(tmp, gw_port) as (front, _):
-                wrk(f"http://127.0.0.1:{front}/orders/1", auth, 1, connections=32, script=script)
+                if not args.quick:  # warm up
+                    wrk(
+                        f"http://127.0.0.1:{front}/orders/1", auth, 1, connections=32, script=script
+                    )
                 through = wrk(
                     f"http://127.0.0.1:{front}/orders/1",
                     auth,
@@ -269,7 +272,8 @@ def main() -> None:
             runs = {}
             for name, port in (("nginx, no auth_request", base), ("nginx + tokenguard", front)):
                 url = f"http://127.0.0.1:{port}/orders/1"
-                wrk(url, auth, 1, connections=connections, delay_ms=delay, script=script)
+                if not args.quick:  # warm up
+                    wrk(url, auth, 1, connections=connections, delay_ms=delay, script=script)
                 runs[name] = wrk(
                     url, auth, duration, connections=connections, delay_ms=delay, script=script
                 )
