@@ -212,6 +212,9 @@ class Settings(BaseModel):
     metadata_ttl: float = Field(default=_DAY, gt=0, le=7 * _DAY)
     introspection_cache_size: int = Field(default=40_000, ge=0)
     verified_cache_size: int = Field(default=40_000, ge=0)
+    #: The longest lifetime of an access token the issuers mint: revocations whose token
+    #: expiry is unknown, and subject/client cut-offs, are kept this long.
+    max_token_lifetime: float = Field(default=86400.0, gt=0, le=366 * 86400.0)
     error_descriptions: Literal["detailed", "generic"] = "detailed"
 
     @model_validator(mode="after")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self
 
 import httpx
 
 from .config import GuardConfig, Issuer, Policy, Settings, build_config, load_config
-from .core.engine import Engine, Flow
+from .core.engine import Engine
 from .errors import InvalidToken
 from .models import TokenInfo
 from .shells.aio import AsyncShell
@@ -113,16 +114,56 @@ class TokenGuard:
         return, per issuer, whether it is usable now (fresh or last-known-good keys,
         known metadata). Cached and backing-off fetches are not repeated, so this is
         cheap to call often (a readiness probe)."""
-        return cast("dict[str, bool]", self._sync.run(cast("Flow", self._engine.warm_up())))
+        return self._sync.run(self._engine.warm_up())
 
     async def awarm_up(self) -> dict[str, bool]:
         """The async twin of :meth:`warm_up`."""
-        flow = cast("Flow", self._engine.warm_up())
-        return cast("dict[str, bool]", await self._async.run(flow))
+        return await self._async.run(self._engine.warm_up())
 
     def forget(self, token: str) -> None:
-        """Drop every cached answer about ``token`` (for example on a revocation event)."""
+        """Drop every cached answer about ``token`` in this process (for example on a
+        revocation event). An answer requested before the call returns is neither
+        cached nor served after it; the token is not refused (see :meth:`revoke`)."""
         self._engine.forget(token)
+
+    def revoke(self, token: str) -> None:
+        """Refuse ``token`` from now on, in every process of the fleet (or in this one
+        without a fleet), until it would have expired anyway; every cached answer about
+        it is dropped. A JWT is revoked by what was signed, so a second encoding of the
+        same token (ECDSA signatures are malleable) is refused too, and by issuer and
+        ``jti`` when its signature verifies."""
+        self._sync.run(self._engine.revoke(token))
+
+    async def arevoke(self, token: str) -> None:
+        """The async twin of :meth:`revoke`."""
+        await self._async.run(self._engine.revoke(token))
+
+    def revoke_subject(
+        self, subject: str, *, issuer: str | None = None, before: float | datetime | None = None
+    ) -> None:
+        """Refuse every token of ``subject`` (``sub``) issued before ``before`` (default:
+        now), JWTs included, without introspecting them; a token without ``iat`` cannot
+        prove it is newer and is refused. ``issuer`` limits the cut-off to one issuer."""
+        self._sync.run(self._engine.revoke_cutoff("subject", subject, issuer, before))
+
+    async def arevoke_subject(
+        self, subject: str, *, issuer: str | None = None, before: float | datetime | None = None
+    ) -> None:
+        """The async twin of :meth:`revoke_subject`."""
+        await self._async.run(self._engine.revoke_cutoff("subject", subject, issuer, before))
+
+    def revoke_client(
+        self, client_id: str, *, issuer: str | None = None, before: float | datetime | None = None
+    ) -> None:
+        """Refuse every token issued to ``client_id`` before ``before`` (default: now);
+        see :meth:`revoke_subject`."""
+        self._sync.run(self._engine.revoke_cutoff("client", client_id, issuer, before))
+
+    async def arevoke_client(
+        self, client_id: str, *, issuer: str | None = None, before: float | datetime | None = None
+    ) -> None:
+        """The async twin of :meth:`revoke_client`."""
+        await self._async.run(self._engine.revoke_cutoff("client", client_id, issuer, before))
 
     def close(self) -> None:
         """Close the sync HTTP client the guard created (not one you passed in)."""
