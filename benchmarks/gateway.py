@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,9 @@ from pathlib import Path
 from tokenguard.testing import DEFAULT_AUDIENCE, AuthServer
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.gateway.processes import free_port, stop, wait_for_port  # noqa: E402
+
 NGINX_EXAMPLE = ROOT / "examples" / "gateway" / "nginx.conf"
 
 _WRK_SCRIPT = """
@@ -47,33 +49,6 @@ function done(summary, latency, requests)
       + summary.errors.write + summary.errors.timeout))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def gateway_config(server: AuthServer) -> str:
@@ -128,7 +103,7 @@ def gateway(config: Path, workers: int, server: str = "uvicorn") -> Iterator[int
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        wait_port(port)
+        wait_for_port(port)
         time.sleep(0.5 * workers)  # every worker up
         yield port
     finally:
@@ -172,7 +147,7 @@ def nginx(tmp: Path, gateway_port: int) -> Iterator[tuple[int, int]]:
     )
     try:
         for port in (front, base, app):
-            wait_port(port)
+            wait_for_port(port)
         yield front, base
     finally:
         stop(process)

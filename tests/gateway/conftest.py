@@ -8,11 +8,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +20,10 @@ import httpx
 import pytest
 
 from tokenguard.testing import DEFAULT_AUDIENCE, AuthServer
+
+from .processes import free_port, stop, wait_for_port
+
+__all__ = ["free_port", "stop", "wait_for_port"]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_NGINX = ROOT / "examples" / "gateway" / "nginx.conf"
@@ -121,35 +123,6 @@ def upstream() -> Iterator[int]:
 def gw_server() -> Iterator[AuthServer]:
     with AuthServer(token_lifetime=600) as server:
         yield server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on {port}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @dataclass

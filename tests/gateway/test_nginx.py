@@ -4,6 +4,7 @@ gateway and an upstream: what a client sees, and what the upstream receives."""
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from tokenguard.testing import AuthServer
 
 from .conftest import Gateway, start_nginx
+from .processes import free_port, stop
 
 
 def upstream_headers(response: httpx.Response) -> dict[str, list[str]]:
@@ -193,8 +195,6 @@ def test_authorization_server_down_is_503(
 
 
 def test_gateway_unreachable_is_503(upstream: int, client: httpx.Client, tmp_path: Path) -> None:
-    from .conftest import free_port, stop
-
     process, port = start_nginx(tmp_path, free_port(), upstream)
     try:
         response = client.get(f"http://127.0.0.1:{port}/orders/1")
@@ -210,8 +210,6 @@ def test_access_log_has_no_token_or_claims(
     token = gw_server.issue_jwt(subject="secret-subject-77", scopes=["orders:read"])
     client.get(f"{nginx}/orders/1?access_token={token}", headers=bearer(token))
     client.get(f"{nginx}/orders/2", headers=bearer(token + "x"))
-    import time
-
     deadline = time.monotonic() + 5
     text = ""
     while time.monotonic() < deadline and '"/orders/2"' not in text:
