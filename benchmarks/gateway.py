@@ -73,31 +73,18 @@ policy = "orders"
 def gateway(config: Path, workers: int, server: str = "uvicorn") -> Iterator[int]:
     port = free_port()
     env = {**os.environ, "TOKENGUARD_GATEWAY_CONFIG": str(config)}
-    if server == "uvicorn":
-        command = [
-            str(Path(sys.executable).with_name("tokenguard")),
-            "gateway",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ]
-    else:
-        command = [
-            str(Path(sys.executable).with_name("granian")),
-            "--interface",
-            "asgi",
-            "--factory",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-            "tokenguard.gateway._serve:app",
-        ]
+    command = [
+        str(Path(sys.executable).with_name("tokenguard")),
+        "gateway",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--server",
+        server,
+    ]
     # The access log is on, as by default; it goes to /dev/null here.
     process = subprocess.Popen(  # noqa: S603 - our own command line
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -310,9 +310,22 @@ def dev_server(port: int) -> None:
     show_default=True,
     help="Of the server's own messages (the access log is always on stdout, if enabled).",
 )
+@click.option(
+    "--server",
+    type=click.Choice(["uvicorn", "granian"]),
+    default="uvicorn",
+    show_default=True,
+    help="The ASGI server (granian needs: pip install granian).",
+)
 @click.option("--check", is_flag=True, help="Check the configuration and exit.")
 def gateway(
-    config_path: str, host: str, port: int, workers: int, log_level: str, check: bool
+    config_path: str,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    server: str,
+    check: bool,
 ) -> None:
     """Serve the forward-auth gateway for nginx, Traefik and Envoy (needs tokenguard[gateway])."""
     try:
@@ -340,6 +353,7 @@ def gateway(
             workers=workers,
             log_level=log_level,
             announce=click.echo,
+            server=server,
         )
     except ConfigurationError as error:
         click.secho(f"{config_path}: {error.description}", fg="red", err=True)

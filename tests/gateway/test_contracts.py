@@ -108,8 +108,11 @@ def test_operations_endpoints(
     assert client.get(f"{gateway.url}/nope").status_code == 404
 
 
-def test_readyz_reports_an_unreachable_issuer(tmp_path: Path, client: httpx.Client) -> None:
+def test_readyz_reports_an_unreachable_issuer(
+    tmp_path: Path, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with AuthServer() as server:
+        monkeypatch.setenv("TG_TEST_SECRET", server.client_secret)
         config = tmp_path / "gateway.toml"
         # No back-off between JWKS attempts, so readiness follows the server at once.
         config.write_text(gateway_toml(server, extra="[settings]\njwks_refresh_cooldown = 0\n"))
@@ -130,7 +133,10 @@ def test_readyz_reports_an_unreachable_issuer(tmp_path: Path, client: httpx.Clie
             stop(running.process)
 
 
-def test_cli_check_and_refusal(tmp_path: Path, gw_server: AuthServer) -> None:
+def test_cli_check_and_refusal(
+    tmp_path: Path, gw_server: AuthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TG_TEST_SECRET", gw_server.client_secret)
     good = tmp_path / "good.toml"
     good.write_text(gateway_toml(gw_server))
     checked = subprocess.run(
@@ -224,3 +230,24 @@ def test_mounted_app_gets_its_prefix(
     assert asyncio.run(post("/events/set")) == 202
     assert asyncio.run(post("/eventsx")) == 404
     assert seen == [("/events", "/events/set")]
+
+
+def test_granian_serves_the_same_app(
+    tmp_path: Path, client: httpx.Client, gw_server: AuthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TG_TEST_SECRET", gw_server.client_secret)
+    config = tmp_path / "gateway.toml"
+    config.write_text(gateway_toml(gw_server))
+    running = start_gateway(config, tmp_path / "gateway.log", "--server", "granian")
+    try:
+        token = gw_server.issue_jwt(subject="dan", scopes=["orders:read"])
+        allowed = client.get(
+            f"{running.url}/envoy/orders/1", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert allowed.status_code == 200
+        assert allowed.headers["x-auth-subject"] == "dan"
+        refused = client.get(f"{running.url}/envoy/public/%2e%2e/orders/1")
+        assert refused.status_code == 401
+        assert client.get(f"{running.url}/readyz").status_code == 200
+    finally:
+        stop(running.process)
