@@ -33,7 +33,7 @@ from tokenguard.testing import DEFAULT_AUDIENCE, AuthServer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.gateway.processes import free_port, stop, wait_for_port  # noqa: E402
+from tests.gateway.processes import die_with_parent, free_port, stop, wait_for_port  # noqa: E402
 
 NGINX_EXAMPLE = ROOT / "examples" / "gateway" / "nginx.conf"
 
@@ -87,7 +87,11 @@ def gateway(config: Path, workers: int, server: str = "uvicorn") -> Iterator[int
     ]
     # The access log is on, as by default; it goes to /dev/null here.
     process = subprocess.Popen(  # noqa: S603 - our own command line
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the death signal
     )
     try:
         wait_for_port(port)
@@ -131,6 +135,7 @@ def nginx(tmp: Path, gateway_port: int) -> Iterator[tuple[int, int]]:
         [binary, "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the death signal
     )
     try:
         for port in (front, base, app):

@@ -21,7 +21,7 @@ import pytest
 
 from tokenguard.testing import DEFAULT_AUDIENCE, AuthServer
 
-from .processes import free_port, stop, wait_for_port
+from .processes import die_with_parent, free_port, stop, wait_for_port
 
 __all__ = ["free_port", "stop", "wait_for_port"]
 
@@ -148,6 +148,7 @@ def start_gateway(config: Path, log: Path, *args: str) -> Gateway:
         stdout=subprocess.PIPE,
         stderr=out,
         env=env,
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the death signal
     )
     assert process.stdout is not None
     line = process.stdout.readline().decode()
@@ -211,6 +212,7 @@ def start_nginx(
             [binary, "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
             stdout=log,
             stderr=log,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the death signal
         )
         try:
             wait_for_port(port, process, "nginx")

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import socket
 import subprocess
+import sys
 import time
 
-__all__ = ["free_port", "stop", "wait_for_port"]
+__all__ = ["die_with_parent", "free_port", "stop", "wait_for_port"]
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for servers a test run starts: on Linux, they get SIGTERM when the
+    run itself dies (killed, timed out), so no server outlives it."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
