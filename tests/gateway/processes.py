@@ -45,9 +45,13 @@ def wait_for_port(
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    """Terminate ``process`` and wait for it (kill it after 15 s)."""
+    """Interrupt ``process`` and wait for it (kill it after 15 s).
+
+    SIGINT, not SIGTERM: uvicorn re-raises the signal it shut down on, and a SIGTERM
+    then ends the process before coverage can write its data; a SIGINT ends it as a
+    KeyboardInterrupt, through the normal exit. nginx takes both as "stop now"."""
     if process.poll() is None:
-        process.terminate()
+        process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
