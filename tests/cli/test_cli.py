@@ -302,8 +302,12 @@ def test_dev_server_prints_audience_and_lines_to_paste() -> None:
         assert result.stdout.count("VALID") == 2
         assert "source      jwt" in result.stdout
         assert "source      introspection" in result.stdout
+        process.terminate()  # SIGTERM stops it as Ctrl-C does
+        assert process.wait(timeout=10) == 0
+        assert process.stdout is not None
+        assert process.stdout.read().strip() == "stopped"
     finally:
-        process.terminate()
+        process.kill()
         process.wait(timeout=10)
 
 
