@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tokenguard.testing import AuthServer
+from tokenguard.testing import AuthServer, DPoPKey
 
 from .conftest import Gateway, start_nginx
 from .processes import free_port, stop
@@ -162,6 +162,28 @@ def test_identity_header_injection_is_neutralised(
     assert "z" not in seen
     assert seen["x-auth-subject"] == ["eve%0D%0AX-Injected:%201%0AZ:%20%C3%BC"]
     assert seen["x-auth-client-id"] == ["c%00d%20e%25"]
+
+
+def test_dpop_bound_tokens_need_their_proof(
+    nginx: str, client: httpx.Client, gw_server: AuthServer
+) -> None:
+    key = DPoPKey()
+    token = gw_server.issue_jwt(scopes=["orders:read"], claims={"cnf": key.cnf})
+    url = f"{nginx}/orders/5"
+    proof = key.proof("GET", url, access_token=token)
+    allowed = client.get(url + "?q=1", headers={"Authorization": f"DPoP {token}", "DPoP": proof})
+    assert allowed.status_code == 200
+    assert upstream_headers(allowed)["x-auth-subject"] == ["user-1"]
+    replayed = client.get(url, headers={"Authorization": f"DPoP {token}", "DPoP": proof})
+    assert replayed.status_code == 401
+    assert 'error="invalid_dpop_proof"' in challenge(replayed)
+    elsewhere = key.proof("GET", f"{nginx}/orders/6", access_token=token)
+    wrong_url = client.get(url, headers={"Authorization": f"DPoP {token}", "DPoP": elsewhere})
+    assert wrong_url.status_code == 401
+    # Sent as a bearer token, without its proof: refused, and the challenge offers DPoP.
+    as_bearer = client.get(url, headers=bearer(token))
+    assert as_bearer.status_code == 401
+    assert "DPoP" in challenge(as_bearer)
 
 
 def test_revoked_token_is_blocked_at_once_on_high_assurance(

@@ -167,11 +167,16 @@ def test_invalid_configuration_is_refused_with_line_and_reason(
         assert f"line {line}: " in message
 
 
-def test_sender_constrained_policies_are_refused_until_proofs_are_checked(
+def test_unchecked_sender_constrained_policies_are_refused(
     tmp_path: Path,
 ) -> None:
     text = BASE + 'allow_sender_constrained = true\n[[routes]]\npath = "/"\npolicy = "orders"\n'
-    with pytest.raises(ConfigurationError, match=r"line 10: routes\[0\]\.policy: .*DPoP"):
+    with (
+        pytest.warns(DeprecationWarning, match="allow_sender_constrained"),
+        pytest.raises(
+            ConfigurationError, match=r"line 10: routes\[0\]\.policy: .*without its proof"
+        ),
+    ):
         load_gateway_config(_write(tmp_path, text))
 
 

@@ -19,12 +19,14 @@ from typing import Any
 
 import httpx
 
+from .. import DPoPProof
 from ..bearer import bearer_token
 from ..errors import ConfigurationError, InvalidRequest, TokenGuardError
 from ..guard import TokenGuard
+from ..models import TokenInfo
 from .accesslog import AccessLog
 from .config import GatewayConfig, load_gateway_config
-from .contracts import CONTRACTS, Contract, Forwarded
+from .contracts import CONTRACTS, Contract, Forwarded, decode_certificate
 from .identity import IdentityWriter
 from .metrics import CONTENT_TYPE, GatewayMetrics, MeasuredTransport
 from .responses import Answer, denial, unmatched
@@ -198,9 +200,7 @@ class GatewayApp:
             elif route.public:
                 answer = Answer(200, list(self._identity.empty))
             else:
-                info = await self.guard.avalidate(
-                    bearer_token(forwarded.authorization), route.policy
-                )
+                info = await self._validate(contract, forwarded, route)
                 cached = info.cached
                 if route.scopes:
                     info.require_scopes(*route.scopes)
@@ -216,6 +216,23 @@ class GatewayApp:
         await _send(send, answer.status, answer.headers, answer.body)
         elapsed = time.perf_counter() - started
         self._record(contract, route, forwarded, path, answer, cached, elapsed)
+
+    async def _validate(
+        self, contract: Contract, forwarded: Forwarded, route: CompiledRoute
+    ) -> TokenInfo:
+        """The guard's answer for the forwarded credentials: a bearer token, or a
+        DPoP-bound token with its proof (RFC 9449), and the client certificate (RFC 8705)
+        when the proxy forwarded one."""
+        scheme, token = _credentials(forwarded.authorization)
+        dpop = None
+        if scheme == "DPoP" or forwarded.dpop is not None:
+            url = forwarded.url()
+            # No scheme or host from the proxy: htu cannot match and the proof fails.
+            dpop = DPoPProof(forwarded.dpop, forwarded.method, url or "", scheme)
+        certificate = decode_certificate(contract, forwarded.client_cert)
+        return await self.guard.avalidate(
+            token, route.policy, dpop=dpop, client_certificate=certificate
+        )
 
     def _record(
         self,
@@ -266,6 +283,16 @@ class GatewayApp:
     async def _metrics(self, scope: Scope, send: Send) -> None:
         body = self.metrics.expose()
         await _send(send, 200, [(b"content-type", CONTENT_TYPE.encode("ascii"))], body)
+
+
+def _credentials(authorization: str | None) -> tuple[str, str]:
+    """``("Bearer" | "DPoP", token)`` from an ``Authorization`` value (RFC 6750 §2.1,
+    RFC 9449 §7.1); no header or another scheme is a missing token."""
+    if authorization:
+        scheme, _, rest = authorization.strip().partition(" ")
+        if scheme.lower() == "dpop":
+            return "DPoP", bearer_token("Bearer " + rest)  # the same token68 rule
+    return "Bearer", bearer_token(authorization)
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:

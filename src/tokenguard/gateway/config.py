@@ -264,13 +264,14 @@ def _cross_problems(config: GatewayConfig) -> list[tuple[tuple[str | int, ...], 
         if policy is None:
             problems.append((("routes", index, "policy"), "no policy of this name is configured"))
         elif policy.allow_sender_constrained:
-            # Such a policy leaves the proof-of-possession check to the caller, which the
-            # gateway cannot do yet: a bound token would pass without its proof.
+            # That (deprecated) flag accepts a bound token offered without any proof; the
+            # gateway hands the guard the DPoP proof and client certificate it receives.
             problems.append(
                 (
                     ("routes", index, "policy"),
-                    "the gateway cannot check DPoP or mTLS proofs yet: a policy with "
-                    "allow_sender_constrained = true cannot guard a route",
+                    "allow_sender_constrained = true would let a DPoP- or certificate-bound "
+                    "token through without its proof: remove it (the gateway passes the "
+                    "proof and the client certificate to the guard)",
                 )
             )
     return problems

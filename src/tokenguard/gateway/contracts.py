@@ -19,13 +19,16 @@ misconfigured (500); one that is repeated is refused (400).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from ..errors import ConfigurationError, InvalidRequest
 
-__all__ = ["CONTRACTS", "Contract", "Forwarded"]
+__all__ = ["CONTRACTS", "Contract", "Forwarded", "decode_certificate"]
 
 _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -40,7 +43,17 @@ class Forwarded:
     scheme: str | None
     authorization: str | None
     dpop: str | None
-    client_cert: str | None
+    client_cert: str | None  # as the proxy sent it; see decode_certificate
+
+    def url(self) -> str | None:
+        """The absolute URL the client addressed, without query (DPoP ``htu``), or None
+        when the proxy did not say the scheme and host."""
+        if not self.scheme or not self.host:
+            return None
+        path = self.target.split("?", 1)[0].split("#", 1)[0]
+        if path.startswith(("http://", "https://")):
+            return path
+        return f"{self.scheme.lower()}://{self.host}{path}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +152,31 @@ ENVOY = Contract(
     client_cert=b"x-forwarded-client-cert",
     status_header=False,
 )
+
+_XFCC_CERT = re.compile(r'(?:^|;)\s*Cert="([^"]*)"', re.IGNORECASE)
+
+
+def decode_certificate(contract: Contract, value: str | None) -> str | bytes | None:
+    """The client certificate a proxy forwarded, as PEM text or DER bytes (None if
+    there is none, or it cannot be read: a certificate-bound token then fails).
+
+    nginx: ``$ssl_client_escaped_cert`` (URL-encoded PEM). Traefik (passTLSClientCert,
+    ``pem: true``): URL-encoded PEM without its delimiters, that is base64 DER. Envoy:
+    ``X-Forwarded-Client-Cert``, the last element's ``Cert="..."`` (URL-encoded PEM).
+    """
+    if not value:
+        return None
+    if contract is ENVOY:
+        match = _XFCC_CERT.search(value.rsplit(",", 1)[-1])
+        return unquote(match.group(1)) if match else None
+    text = unquote(value)
+    if contract is TRAEFIK and "-----BEGIN" not in text:
+        try:
+            return base64.b64decode("".join(text.split()), validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    return text
+
 
 #: The contracts by the path they are served on (Envoy's takes the original path after it).
 CONTRACTS = {"/nginx": NGINX, "/traefik": TRAEFIK, "/envoy": ENVOY}

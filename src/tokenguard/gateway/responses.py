@@ -28,11 +28,15 @@ class Answer:
 
 
 def denial(error: TokenGuardError, realm: str | None) -> Answer:
-    """The answer for a refused request: the error's status, its RFC 6750 challenge
-    for 4xx answers, and ``{"error", "error_description"}`` (fixed sentences only)."""
+    """The answer for a refused request: the error's status and headers (its
+    challenge), and ``{"error", "error_description"}`` (fixed sentences only)."""
     headers = [_JSON, _NO_STORE]
-    if error.status_code < 500:
-        headers.append((b"www-authenticate", error.www_authenticate(realm).encode("ascii")))
+    # WWW-Authenticate for 400/401/403 (Bearer and/or DPoP, as the policy says), and
+    # DPoP-Nonce when the policy demands a nonce.
+    headers.extend(
+        (name.lower().encode("ascii"), value.encode("ascii"))
+        for name, value in error.headers(realm).items()
+    )
     body = {"error": error.error or "invalid_request", "error_description": error.description}
     if error.error is None:  # MissingToken: RFC 6750 §3.1 gives no error code
         body = {"error_description": error.description}
