@@ -251,3 +251,61 @@ def test_granian_serves_the_same_app(
         assert client.get(f"{running.url}/readyz").status_code == 200
     finally:
         stop(running.process)
+
+
+def _certificate() -> tuple[str, str]:
+    """A self-signed client certificate (PEM) and its RFC 8705 x5t#S256."""
+    import base64
+    import datetime
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "client")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    digest = hashlib.sha256(cert.public_bytes(Encoding.DER)).digest()
+    thumbprint = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return cert.public_bytes(Encoding.PEM).decode(), thumbprint
+
+
+def test_certificate_bound_tokens_through_each_contract(
+    gateway: Gateway, client: httpx.Client, gw_server: AuthServer
+) -> None:
+    from urllib.parse import quote
+
+    pem, thumbprint = _certificate()
+    token = gw_server.issue_jwt(scopes=["orders:read"], claims={"cnf": {"x5t#S256": thumbprint}})
+    body = "".join(pem.strip().splitlines()[1:-1])  # Traefik: PEM without its delimiters
+    auth = {"Authorization": f"Bearer {token}"}
+    nginx = {"X-Original-Method": "GET", "X-Original-URI": "/orders/1", **auth}
+    traefik = {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/orders/1", **auth}
+    cases = [
+        ("/nginx", nginx, "X-Client-Cert", quote(pem, safe="")),
+        ("/traefik", traefik, "X-Forwarded-Tls-Client-Cert", quote(body, safe="")),
+        (
+            "/envoy/orders/1",
+            auth,
+            "X-Forwarded-Client-Cert",
+            f'Hash=abc;Cert="{quote(pem, safe="")}";Subject="CN=client"',
+        ),
+    ]
+    for path, headers, cert_header, value in cases:
+        bound = client.get(f"{gateway.url}{path}", headers={**headers, cert_header: value})
+        assert bound.status_code == 200, (path, bound.text)
+        unbound = client.get(f"{gateway.url}{path}", headers=headers)
+        assert unbound.status_code == 401, path
