@@ -88,12 +88,10 @@ class GatewayApp:
                 timeout=guard_config.settings.http_timeout,
                 follow_redirects=False,
             )
-            guard = TokenGuard(
-                issuers=guard_config.issuers,
-                policies=guard_config.policies,
-                settings=guard_config.settings,
-                async_http_client=self._http,
-            )
+            # The guard's configuration as checked, every part of it (from_config takes
+            # the models as they are).
+            parts = {name: getattr(guard_config, name) for name in type(guard_config).model_fields}
+            guard = TokenGuard.from_config(parts, async_http_client=self._http)
         else:
             names = {p.name for p in guard.config.policies}
             if missing := {r.policy for r in config.routes if r.policy} - names:

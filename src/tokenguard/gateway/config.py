@@ -228,9 +228,8 @@ class GatewayConfig(BaseModel):
         # The file is flat (the guard's TOML plus two tables); the model nests the guard.
         if isinstance(data, Mapping) and "guard" not in data:
             data = dict(data)
-            data["guard"] = {
-                k: data.pop(k) for k in ("issuers", "policies", "settings") if k in data
-            }
+            # Every table of the guard's own TOML goes to it, whatever the guard grows.
+            data["guard"] = {k: data.pop(k) for k in GuardConfig.model_fields if k in data}
         return data
 
     def route_table(self) -> RouteTable:
