@@ -209,6 +209,7 @@ def test_authorization_server_down_is_503(
         response = client.get(f"{nginx}/live/1", headers=bearer(token))
         assert response.status_code == 503
         assert response.json()["error"] == "temporarily_unavailable"
+        assert response.headers["retry-after"] == "5"
         # A JWT route keeps working from the cached keys.
         fresh = gw_server.issue_jwt(scopes=["orders:read"])
         assert client.get(f"{nginx}/orders/1", headers=bearer(fresh)).status_code == 200

@@ -15,6 +15,7 @@ __all__ = ["Answer", "denial", "unmatched"]
 
 _JSON = (b"content-type", b"application/json")
 _NO_STORE = (b"cache-control", b"no-store")
+_RETRY_AFTER = (b"retry-after", b"5")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,8 @@ def denial(error: TokenGuardError, realm: str | None) -> Answer:
         (name.lower().encode("ascii"), value.encode("ascii"))
         for name, value in error.headers(realm).items()
     )
+    if error.status_code == 503:
+        headers.append(_RETRY_AFTER)  # as the framework adapters say it
     body = {"error": error.error or "invalid_request", "error_description": error.description}
     if error.error is None:  # MissingToken: RFC 6750 §3.1 gives no error code
         body = {"error_description": error.description}
