@@ -97,6 +97,7 @@ class GatewayApp:
             if missing := {r.policy for r in config.routes if r.policy} - names:
                 raise ConfigurationError(f"the guard has no policy {sorted(missing)!r}")
         self.guard = guard
+        # Operations endpoints by path (a /stats for guard.stats(), issue 12, goes here).
         self._endpoints: dict[str, Callable[[Scope, Send], Awaitable[None]]] = {
             "/healthz": self._healthz,
             "/readyz": self._readyz,

@@ -25,7 +25,11 @@ _UPSTREAM_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 
 
 class GatewayMetrics:
-    """The gateway's metrics, in their own registry (several apps may share a process)."""
+    """The gateway's metrics, in their own registry (several apps may share a process).
+
+    What the guard counts itself (caches, fetches; ``guard.stats()``, issue 12) belongs
+    in a collector registered on :attr:`registry`, read at scrape time.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
