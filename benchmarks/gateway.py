@@ -69,8 +69,31 @@ policy = "orders"
 """
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time (user + system) of ``root`` and every process below it, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(times.get(pid, 0.0) for pid in tree)
+
+
 @contextmanager
-def gateway(config: Path, workers: int, server: str = "uvicorn") -> Iterator[int]:
+def gateway(config: Path, workers: int, server: str = "uvicorn") -> Iterator[tuple[int, int]]:
     port = free_port()
     env = {**os.environ, "TOKENGUARD_GATEWAY_CONFIG": str(config)}
     command = [
@@ -96,7 +119,7 @@ def gateway(config: Path, workers: int, server: str = "uvicorn") -> Iterator[int
     try:
         wait_for_port(port)
         time.sleep(0.5 * workers)  # every worker up
-        yield port
+        yield port, process.pid
     finally:
         stop(process)
 
@@ -169,6 +192,7 @@ def wrk(
         raise RuntimeError(f"unexpected wrk output: {out}")
     requests, micros, p50, p99, worst, errors = match.groups()
     return {
+        "requests": int(requests),
         "rps": int(requests) / (int(micros) / 1e6),
         "p50_ms": float(p50) / 1000,
         "p99_ms": float(p99) / 1000,
@@ -200,15 +224,19 @@ def main() -> None:
         auth = {"Authorization": f"Bearer {token}"}
         direct = {**auth, "X-Original-Method": "GET", "X-Original-URI": "/orders/1"}
 
-        print("Decisions/s on a cached token (wrk -c32, 1 thread)")
-        print(f"{'workers':<8} {'through nginx':>14} {'gateway alone':>14}")
+        print("Decisions/s on a cached token (wrk -c32, 1 thread); per gateway CPU-second")
+        print(
+            f"{'workers':<8} {'through nginx':>14} {'gateway alone':>14} "
+            f"{'per CPU-s (nginx)':>18} {'per CPU-s (alone)':>18}"
+        )
         throughput = {}
         for workers in (1, 2):
-            with gateway(config, workers) as gw_port, nginx(tmp, gw_port) as (front, _):
+            with gateway(config, workers) as (gw_port, pid), nginx(tmp, gw_port) as (front, _):
                 if not args.quick:  # warm up
                     wrk(
                         f"http://127.0.0.1:{front}/orders/1", auth, 1, connections=32, script=script
                     )
+                cpu = tree_cpu_seconds(pid)
                 through = wrk(
                     f"http://127.0.0.1:{front}/orders/1",
                     auth,
@@ -216,6 +244,8 @@ def main() -> None:
                     connections=32,
                     script=script,
                 )
+                through["per_cpu_s"] = through["requests"] / max(tree_cpu_seconds(pid) - cpu, 1e-9)
+                cpu = tree_cpu_seconds(pid)
                 alone = wrk(
                     f"http://127.0.0.1:{gw_port}/nginx",
                     direct,
@@ -223,11 +253,16 @@ def main() -> None:
                     connections=32,
                     script=script,
                 )
+                alone["per_cpu_s"] = alone["requests"] / max(tree_cpu_seconds(pid) - cpu, 1e-9)
             throughput[workers] = {"nginx": through, "direct": alone}
-            print(f"{workers:<8} {through['rps']:>14,.0f} {alone['rps']:>14,.0f}")
+            print(
+                f"{workers:<8} {through['rps']:>14,.0f} {alone['rps']:>14,.0f} "
+                f"{through['per_cpu_s']:>18,.0f} {alone['per_cpu_s']:>18,.0f}"
+            )
         for path in ("nginx", "direct"):
             ratio = throughput[2][path]["rps"] / throughput[1][path]["rps"]
             print(f"  2 workers / 1 worker ({path}): {ratio:.2f}x")
+        print(f"  load average while measuring: {os.getloadavg()[0]:.1f} (2 cores)")
         figures["throughput"] = throughput
 
         # Fixed rate: N connections, each waiting delay ms between requests.
@@ -235,7 +270,7 @@ def main() -> None:
         delay = max(0, round(connections * 1000 / args.rate) - 1)
         print(f"\nLatency at ~{args.rate} requests/s (wrk -c{connections}, {delay} ms between)")
         print(f"{'':<26} {'rate':>8} {'p50 ms':>8} {'p99 ms':>8}")
-        with gateway(config, 1) as gw_port, nginx(tmp, gw_port) as (front, base):
+        with gateway(config, 1) as (gw_port, _), nginx(tmp, gw_port) as (front, base):
             runs = {}
             for name, port in (("nginx, no auth_request", base), ("nginx + tokenguard", front)):
                 url = f"http://127.0.0.1:{port}/orders/1"
@@ -258,15 +293,16 @@ def main() -> None:
         figures["latency"] = {**runs, "added": added}
 
         if not args.skip_granian:
-            print("\nServer: decisions/s, 1 worker, straight at the gateway (wrk -c32)")
+            print("\nServer: decisions per gateway CPU-second, 1 worker, straight at it (wrk -c32)")
             servers: dict[str, list[float]] = {"uvicorn": [], "granian": []}
             for _ in range(2):  # interleaved, so load from elsewhere hits both alike
                 for name, results in servers.items():
-                    with gateway(config, 1, server=name) as gw_port:
+                    with gateway(config, 1, server=name) as (gw_port, pid):
                         url = f"http://127.0.0.1:{gw_port}/nginx"
                         wrk(url, direct, 1, connections=32, script=script)
+                        cpu = tree_cpu_seconds(pid)
                         result = wrk(url, direct, duration, connections=32, script=script)
-                        results.append(result["rps"])
+                        results.append(result["requests"] / (tree_cpu_seconds(pid) - cpu))
             for name, values in servers.items():
                 print(f"{name:<8} {max(values):>10,.0f}  (best of {len(values)})")
             print(f"  granian / uvicorn: {max(servers['granian']) / max(servers['uvicorn']):.2f}x")
