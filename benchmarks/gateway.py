@@ -92,6 +92,12 @@ def tree_cpu_seconds(root: int) -> float:
     return sum(times.get(pid, 0.0) for pid in tree)
 
 
+def per_cpu_second(run: dict[str, float], cpu_seconds: float) -> float:
+    """Requests per CPU-second of the gateway (NaN when too little CPU was used to
+    measure: /proc counts in 10 ms ticks)."""
+    return run["requests"] / cpu_seconds if cpu_seconds >= 0.05 else float("nan")
+
+
 @contextmanager
 def gateway(config: Path, workers: int, server: str = "uvicorn") -> Iterator[tuple[int, int]]:
     port = free_port()
@@ -168,25 +174,16 @@ def nginx(tmp: Path, gateway_port: int) -> Iterator[tuple[int, int]]:
         stop(process)
 
 
-def wrk(
-    url: str,
-    headers: dict[str, str],
-    duration: float,
-    *,
-    connections: int,
-    delay_ms: int = 0,
-    script: Path,
-) -> dict[str, float]:
+def _wrk_command(
+    url: str, headers: dict[str, str], duration: float, connections: int, script: Path
+) -> list[str]:
     command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "-s", str(script)]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
-    out = subprocess.run(  # noqa: S603 - our own command line
-        [*command, url],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "WRK_DELAY_MS": str(delay_ms)},
-    ).stdout
+    return [*command, url]
+
+
+def _wrk_result(out: str) -> dict[str, float]:
     match = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+) (\d+)", out)
     if match is None:
         raise RuntimeError(f"unexpected wrk output: {out}")
@@ -199,6 +196,42 @@ def wrk(
         "max_ms": float(worst) / 1000,
         "errors": int(errors),
     }
+
+
+def wrk(
+    url: str,
+    headers: dict[str, str],
+    duration: float,
+    *,
+    connections: int,
+    delay_ms: int = 0,
+    script: Path,
+) -> dict[str, float]:
+    """One wrk run: requests, rate, p50/p99/max latency, errors."""
+    return wrk_together([url], headers, duration, connections, delay_ms, script)[0]
+
+
+def wrk_together(
+    urls: list[str],
+    headers: dict[str, str],
+    duration: float,
+    connections: int,
+    delay_ms: int,
+    script: Path,
+) -> list[dict[str, float]]:
+    """One wrk per URL, all at the same time: what slows one down (other load on the
+    machine) slows the others too, so their difference is the fairer comparison."""
+    env = {**os.environ, "WRK_DELAY_MS": str(delay_ms)}
+    processes = [
+        subprocess.Popen(  # noqa: S603 - our own command line
+            _wrk_command(url, headers, duration, connections, script),
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for url in urls
+    ]
+    return [_wrk_result(process.communicate()[0]) for process in processes]
 
 
 def main() -> None:
@@ -244,7 +277,7 @@ def main() -> None:
                     connections=32,
                     script=script,
                 )
-                through["per_cpu_s"] = through["requests"] / max(tree_cpu_seconds(pid) - cpu, 1e-9)
+                through["per_cpu_s"] = per_cpu_second(through, tree_cpu_seconds(pid) - cpu)
                 cpu = tree_cpu_seconds(pid)
                 alone = wrk(
                     f"http://127.0.0.1:{gw_port}/nginx",
@@ -253,7 +286,7 @@ def main() -> None:
                     connections=32,
                     script=script,
                 )
-                alone["per_cpu_s"] = alone["requests"] / max(tree_cpu_seconds(pid) - cpu, 1e-9)
+                alone["per_cpu_s"] = per_cpu_second(alone, tree_cpu_seconds(pid) - cpu)
             throughput[workers] = {"nginx": through, "direct": alone}
             print(
                 f"{workers:<8} {through['rps']:>14,.0f} {alone['rps']:>14,.0f} "
@@ -268,20 +301,27 @@ def main() -> None:
         # Fixed rate: N connections, each waiting delay ms between requests.
         connections = 10
         delay = max(0, round(connections * 1000 / args.rate) - 1)
-        print(f"\nLatency at ~{args.rate} requests/s (wrk -c{connections}, {delay} ms between)")
+        print(
+            f"\nLatency at ~{args.rate} requests/s each, both at once "
+            f"(wrk -c{connections}, {delay} ms between)"
+        )
         print(f"{'':<26} {'rate':>8} {'p50 ms':>8} {'p99 ms':>8}")
+        # Both at once (one wrk each), so that load from elsewhere hits both alike.
         with gateway(config, 1) as (gw_port, _), nginx(tmp, gw_port) as (front, base):
-            runs = {}
-            for name, port in (("nginx, no auth_request", base), ("nginx + tokenguard", front)):
-                url = f"http://127.0.0.1:{port}/orders/1"
-                if not args.quick:  # warm up
-                    wrk(url, auth, 1, connections=connections, delay_ms=delay, script=script)
-                runs[name] = wrk(
-                    url, auth, duration, connections=connections, delay_ms=delay, script=script
+            names = ("nginx, no auth_request", "nginx + tokenguard")
+            urls = [f"http://127.0.0.1:{port}/orders/1" for port in (base, front)]
+            if not args.quick:  # warm up
+                wrk_together(urls, auth, 1, connections, delay, script)
+            runs = dict(
+                zip(
+                    names,
+                    wrk_together(urls, auth, duration, connections, delay, script),
+                    strict=False,
                 )
-                run = runs[name]
+            )
+            for name, run in runs.items():
                 print(f"{name:<26} {run['rps']:>8,.0f} {run['p50_ms']:>8.3f} {run['p99_ms']:>8.3f}")
-            base_run, auth_run = runs["nginx, no auth_request"], runs["nginx + tokenguard"]
+            base_run, auth_run = runs[names[0]], runs[names[1]]
             added = {
                 "p50_ms": auth_run["p50_ms"] - base_run["p50_ms"],
                 "p99_ms": auth_run["p99_ms"] - base_run["p99_ms"],
@@ -290,6 +330,7 @@ def main() -> None:
                 f"{'added by the gateway':<26} {'':>8} {added['p50_ms']:>8.3f} "
                 f"{added['p99_ms']:>8.3f}   (target: p99 added <= 2 ms)"
             )
+            print(f"  load average while measuring: {os.getloadavg()[0]:.1f} (2 cores)")
         figures["latency"] = {**runs, "added": added}
 
         if not args.skip_granian:
@@ -302,7 +343,7 @@ def main() -> None:
                         wrk(url, direct, 1, connections=32, script=script)
                         cpu = tree_cpu_seconds(pid)
                         result = wrk(url, direct, duration, connections=32, script=script)
-                        results.append(result["requests"] / (tree_cpu_seconds(pid) - cpu))
+                        results.append(per_cpu_second(result, tree_cpu_seconds(pid) - cpu))
             for name, values in servers.items():
                 print(f"{name:<8} {max(values):>10,.0f}  (best of {len(values)})")
             print(f"  granian / uvicorn: {max(servers['granian']) / max(servers['uvicorn']):.2f}x")
