@@ -245,6 +245,27 @@ class Engine:
                 found.append(Revocation("token", ident, None, 0.0, until))
         return found
 
+    def warm_up(self) -> Generator[Fetch, Any, dict[str, bool]]:
+        """Fetch each issuer's keys (and metadata, when discovered) ahead of any token,
+        skipping what is cached or backing off. Returns, per issuer, whether it can be
+        used now: keys fresh or last-known-good, or metadata known, or nothing to fetch
+        ahead (static keys; an issuer used only through a configured introspection
+        endpoint)."""
+        now = time.time()
+        ready: dict[str, bool] = {}
+        for issuer in self.issuers.values():
+            state = issuer.jwks
+            if state is not None and state.usable(now) is None and state.wants_fetch(now, "", None):
+                yield from self._fetch_jwks(issuer, now)
+            config = issuer.config
+            ready[issuer.issuer] = (
+                state is None
+                or state.usable(now) is not None
+                or issuer.metadata.metadata is not None
+                or (config.introspection_endpoint is not None and config.jwks_uri is None)
+            )
+        return ready
+
     # -- the flow -------------------------------------------------------------------
 
     def _flow(
