@@ -23,6 +23,7 @@ from collections import Counter
 from importlib.metadata import version
 from time import perf_counter
 
+import _dpop_bench
 import _footprint
 import _jwt_bench
 import _opaque_bench
@@ -148,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         for table in _jwt_bench.run(server, budget):
             show(table, markdown)
         lap("jwt")
+        for table in _dpop_bench.run(server, budget):
+            show(table, markdown)
+        lap("dpop")
         with RemoteTarget() if args.as_subprocess else LocalTarget(server) as target:
             for table in _opaque_bench.run(target, budget):
                 show(table, markdown)

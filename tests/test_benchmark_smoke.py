@@ -18,5 +18,13 @@ def test_benchmark_quick_run() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    for table in ("RS256", "ES256", "EdDSA", "HS256", "Stampede", "Memory per cached token"):
+    for table in (
+        "RS256",
+        "ES256",
+        "EdDSA",
+        "HS256",
+        "DPoP-bound JWT",
+        "Stampede",
+        "Memory per cached token",
+    ):
         assert table in result.stdout

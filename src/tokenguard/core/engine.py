@@ -40,7 +40,7 @@ from .claims import (
 )
 from .detect import TokenFormat, detect
 from .discovery import Metadata
-from .dpop import DPoPProof, verify_proof
+from .dpop import DPoPProof
 from .exchange import Fetch, HttpOutcome, HttpRequest, HttpResponse
 from .introspection import (
     IntrospectionRecord,
@@ -333,7 +333,7 @@ class Engine:
         ):
             raise InactiveToken("The access token has been revoked")
         if proof is not None:
-            verify_proof(proof)  # the DPoP proof's signature, once the token's verified
+            self.binder.verify(proof)  # the DPoP proof's signature, once the token's verified
         # Authorisation last, so an expired token is reported as expired.
         if not policy.required_scopes <= info.scopes:
             raise InsufficientScope(policy.required_scopes)
