@@ -332,8 +332,10 @@ class AuthServer:
     ) -> str:
         """Mint an opaque (random, 256-bit) token that only introspection can resolve.
 
+        ``subject``, ``scopes``, ``audience``, ``lifetime`` and ``client_id`` are as
+        for :meth:`issue_jwt`.
+
         Args:
-            subject, scopes, audience, lifetime, client_id: as for :meth:`issue_jwt`.
             extra: members to add to or override in its introspection response (e.g.
                 ``{"username": "alice"}``); ``None`` values remove members.
         """
