@@ -9,12 +9,16 @@ unresolved API reference; the HTML check also covers what only exists after rend
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
@@ -169,3 +173,57 @@ def test_the_link_check_finds_what_is_broken(tmp_path: Path) -> None:
         "a/index.html: <a> '../c/': no c/index.html",
         "a/index.html: <img> '../img.png': no img.png",
     ]
+
+
+def test_every_public_name_is_in_the_api_reference() -> None:
+    import tokenguard
+    import tokenguard.testing
+
+    text = "\n".join(p.read_text(encoding="utf-8") for p in (DOCS / "reference").glob("*.md"))
+    documented = set(re.findall(r"^::: (tokenguard[\w.]*)", text, re.MULTILINE))
+    missing = []
+    for module in (tokenguard, tokenguard.testing):
+        for name in module.__all__:
+            if name.startswith("__"):
+                continue
+            value = getattr(module, name)
+            same = [f"tokenguard.{name}"] if getattr(tokenguard, name, None) is value else []
+            if not {f"{module.__name__}.{name}", *same} & documented:
+                missing.append(f"{module.__name__}.{name}")
+    assert not missing, (
+        f"public names missing from the API reference: {missing}. Add `::: NAME` to the "
+        "page of docs/reference/ where it belongs (mkdocstrings renders its docstring)."
+    )
+
+
+def _hooks() -> Any:
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "tools/docs/hooks.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_links_out_of_docs_become_text_and_broken_ones_stay() -> None:
+    hooks = _hooks()
+    page = SimpleNamespace(file=SimpleNamespace(abs_src_path=str(DOCS / "concepts.md")))
+    config = {"docs_dir": str(DOCS)}
+    markdown = (
+        "[the README](../README.md), [`tests/`](../tests), [nothing](../no-such-file.md), "
+        "[a page](security.md), [a site](https://example.com/)"
+    )
+    assert hooks.on_page_markdown(markdown, page, config) == (
+        "the README (`README.md` in the repository), `tests/` (in the repository), "
+        "[nothing](../no-such-file.md), [a page](security.md), [a site](https://example.com/)"
+    )
+
+
+def test_readme_links_into_docs_become_page_links() -> None:
+    hooks = _hooks()
+    assert (
+        hooks.rewrite_links(
+            "[c](docs/concepts.md#caches), [x](CONTRIBUTING.md), [e](examples/app.py), [w](#run-it)"
+        )
+        == "[c](concepts.md#caches), [x](contributing.md), e, [w](#run-it)"
+    )
