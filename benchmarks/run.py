@@ -26,6 +26,7 @@ from importlib.metadata import version
 from pathlib import Path
 from time import perf_counter
 
+import _dpop_bench
 import _footprint
 import _introspection_bench
 import _jwt_bench
@@ -158,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         for table in _jwt_bench.run(server, budget):
             show(table, markdown)
         lap("jwt")
+        for table in _dpop_bench.run(server, budget):
+            show(table, markdown)
+        lap("dpop")
         for table in _introspection_bench.run(budget):
             show(table, markdown)
         lap("introspection")

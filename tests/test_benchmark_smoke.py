@@ -32,6 +32,7 @@ def test_benchmark_quick_run(tmp_path: Path) -> None:
         "Introspection, sync",
         "Introspection, async",
         "Flood",
+        "DPoP-bound JWT",
         "Stampede",
         "Memory per cached token",
     ):

@@ -40,13 +40,20 @@ from .claims import (
 )
 from .detect import TokenFormat, detect
 from .discovery import Metadata
-from .dpop import DPoPProof, verify_proof
+from .dpop import DPoPProof
 from .exchange import Fetch, HttpOutcome, HttpRequest, HttpResponse
-from .introspection import IntrospectionRecord, build_request, check_record, read_response
+from .introspection import (
+    IntrospectionRecord,
+    build_request,
+    check_record,
+    read_document,
+    read_response,
+)
 from .jose import JWS, check_typ, parse_jws, strict_json, verify_signature
 from .jwks import VerificationKey
 from .mtls import ClientCertificate
 from .policy import IssuerRuntime, PolicyRuntime, Route, compile_config, route
+from .requirements import check_profile_claims
 from .revocation import (
     Revocation,
     RevocationKind,
@@ -56,6 +63,7 @@ from .revocation import (
     signed_content_id,
     token_revocation_id,
 )
+from .signed_introspection import SignedAnswer, read_signed_response
 from .urls import well_known_urls
 
 __all__ = ["Engine", "Flow"]
@@ -244,6 +252,27 @@ class Engine:
                 found.append(Revocation("token", ident, None, 0.0, until))
         return found
 
+    def warm_up(self) -> Generator[Fetch, Any, dict[str, bool]]:
+        """Fetch each issuer's keys (and metadata, when discovered) ahead of any token,
+        skipping what is cached or backing off. Returns, per issuer, whether it can be
+        used now: keys fresh or last-known-good, or metadata known, or nothing to fetch
+        ahead (static keys; an issuer used only through a configured introspection
+        endpoint)."""
+        now = time.time()
+        ready: dict[str, bool] = {}
+        for issuer in self.issuers.values():
+            state = issuer.jwks
+            if state is not None and state.usable(now) is None and state.wants_fetch(now, "", None):
+                yield from self._fetch_jwks(issuer, now)
+            config = issuer.config
+            ready[issuer.issuer] = (
+                state is None
+                or state.usable(now) is not None
+                or issuer.metadata.metadata is not None
+                or (config.introspection_endpoint is not None and config.jwks_uri is None)
+            )
+        return ready
+
     # -- the flow -------------------------------------------------------------------
 
     def _flow(
@@ -326,10 +355,12 @@ class Engine:
         ):
             raise InactiveToken("The access token has been revoked")
         if proof is not None:
-            verify_proof(proof)  # the DPoP proof's signature, once the token's verified
+            self.binder.verify(proof)  # the DPoP proof's signature, once the token's verified
         # Authorisation last, so an expired token is reported as expired.
         if not policy.required_scopes <= info.scopes:
             raise InsufficientScope(policy.required_scopes)
+        if policy.step_up is not None:
+            policy.step_up.check(claims.acr, claims.auth_time, now)
         self._remember(info, digest, policy, claims, introspected, now)
         if was_cached:
             info = info.as_cached()
@@ -351,6 +382,8 @@ class Engine:
         check_times(claims, now, policy.leeway, require_exp=True, require_iat=typed)
         check_audience(claims, policy.audience, required=True)
         check_binding(claims, policy.binding)
+        if typed and config.require_rfc9068_claims:
+            check_profile_claims(claims)  # RFC 9068 §2.2: sub, client_id, jti
         return claims, issuer
 
     def _check_introspected(
@@ -393,6 +426,11 @@ class Engine:
         not_after = now + policy.verified_cache_ttl
         if introspected is not None:
             not_after = min(not_after, introspected.fetched_at + policy.active_cache_age)
+        if policy.step_up is not None:
+            # A cached answer must not outlive the user's authentication being recent enough.
+            fresh = policy.step_up.fresh_until(claims.auth_time)
+            if fresh is not None:
+                not_after = min(not_after, fresh)
         if claims.exp is not None:
             not_after = min(not_after, claims.exp + (0 if introspected else policy.leeway))
         self.verified_cache.put(digest, policy.name, info, not_after, now)
@@ -517,6 +555,8 @@ class Engine:
         era = revocations.era(digest, high_assurance=high)
         sent = [began]
 
+        signed = issuer.config.signed_introspection  # RFC 9701
+
         def build() -> HttpRequest:
             # From here on, the answer is "obtained before" any later forget (rule 3);
             # under high_assurance, validations that start now need a request of their own.
@@ -527,10 +567,24 @@ class Engine:
                 client_auth,
                 issuer=issuer.issuer,
                 max_bytes=self.settings.max_introspection_bytes,
+                signed=signed,
             )
 
-        def complete(outcome: HttpOutcome) -> IntrospectionRecord | TokenGuardError:
-            result = read_response(outcome, now)
+        def complete(outcome: HttpOutcome) -> IntrospectionRecord | SignedAnswer | TokenGuardError:
+            if signed:  # verified by each flow with the issuer's keys, then absorbed
+                return read_signed_response(
+                    outcome,
+                    issuer=issuer.issuer,
+                    client_id=getattr(client_auth, "client_id", ""),
+                    algorithms=self._all_algorithms,
+                    max_age=self._max_leeway + self.settings.http_timeout,
+                    now=now,
+                )
+            return absorb(read_response(outcome, now))
+
+        def absorb(
+            result: IntrospectionRecord | TokenGuardError,
+        ) -> IntrospectionRecord | TokenGuardError:
             if isinstance(result, IntrospectionRecord):
                 self.introspection_cache.put(issuer.issuer, digest, result)
                 if revocations.touched_since(digest, sent[0]):
@@ -547,9 +601,32 @@ class Engine:
             complete=complete,
             budget=("introspections", issuer.issuer),  # a bounded number in flight at once
         )
+        if isinstance(result, SignedAnswer):
+            result = absorb((yield from self._signed_answer(issuer, policy, result, now)))
         if isinstance(result, TokenGuardError):
             raise copy.copy(result)  # the flight's error is shared; raise a fresh one
         return result, False
+
+    def _signed_answer(
+        self, issuer: IssuerRuntime, policy: PolicyRuntime, answer: SignedAnswer, now: float
+    ) -> Generator[Any, Any, IntrospectionRecord | TokenGuardError]:
+        """An RFC 9701 answer counts once its signature verifies with the issuer's keys
+        and an algorithm this policy accepts; else the server's answer is unusable (503)."""
+        jws = answer.jws
+        try:
+            if jws.algorithm.name not in policy.algorithms:
+                raise InvalidSignature()
+            keys = yield from self._keys(issuer, jws, now)
+            verify_signature(jws, keys)
+        except InvalidSignature:
+            log.warning("signed introspection answer of %s: signature not verified", issuer.issuer)
+            return ValidationUnavailable(
+                "The authorization server's signed answer is not acceptable"
+            )
+        return read_document(answer.document, now)
+
+
+_UNSIGNED = "The authorization server's signed answer is not acceptable"
 
 
 def _same(request: HttpRequest) -> HttpRequest:
