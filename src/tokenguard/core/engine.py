@@ -47,6 +47,7 @@ from .jose import JWS, check_typ, parse_jws, strict_json, verify_signature
 from .jwks import VerificationKey
 from .mtls import ClientCertificate
 from .policy import IssuerRuntime, PolicyRuntime, Route, compile_config, route
+from .requirements import check_profile_claims
 from .revocation import (
     Revocation,
     RevocationKind,
@@ -351,6 +352,8 @@ class Engine:
         # Authorisation last, so an expired token is reported as expired.
         if not policy.required_scopes <= info.scopes:
             raise InsufficientScope(policy.required_scopes)
+        if policy.step_up is not None:
+            policy.step_up.check(claims.acr, claims.auth_time, now)
         self._remember(info, digest, policy, claims, introspected, now)
         if was_cached:
             info = info.as_cached()
@@ -372,6 +375,8 @@ class Engine:
         check_times(claims, now, policy.leeway, require_exp=True, require_iat=typed)
         check_audience(claims, policy.audience, required=True)
         check_binding(claims, policy.binding)
+        if typed and config.require_rfc9068_claims:
+            check_profile_claims(claims)  # RFC 9068 §2.2: sub, client_id, jti
         return claims, issuer
 
     def _check_introspected(
@@ -414,6 +419,11 @@ class Engine:
         not_after = now + policy.verified_cache_ttl
         if introspected is not None:
             not_after = min(not_after, introspected.fetched_at + policy.active_cache_age)
+        if policy.step_up is not None:
+            # A cached answer must not outlive the user's authentication being recent enough.
+            fresh = policy.step_up.fresh_until(claims.auth_time)
+            if fresh is not None:
+                not_after = min(not_after, fresh)
         if claims.exp is not None:
             not_after = min(not_after, claims.exp + (0 if introspected else policy.leeway))
         self.verified_cache.put(digest, policy.name, info, not_after, now)
