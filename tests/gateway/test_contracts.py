@@ -175,7 +175,7 @@ def test_app_with_its_own_guard_and_warm_up(
     monkeypatch.setenv("TG_TEST_SECRET", gw_server.client_secret)
     mapping = tomllib.loads(gateway_toml(gw_server))
     with guard_for(gw_server, name="orders") as guard:
-        with pytest.raises(ConfigurationError, match="no policy"):
+        with pytest.raises(ConfigurationError, match="unknown policy"):
             create_app(mapping, guard=guard)
         assert guard.warm_up() == {gw_server.issuer: True}
     app = create_app(mapping)
