@@ -25,6 +25,7 @@ from importlib.metadata import version
 from pathlib import Path
 from time import perf_counter
 
+import _dpop_bench
 import _footprint
 import _jwt_bench
 import _opaque_bench
@@ -161,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         for table in _jwt_bench.run(server, budget):
             show(table, markdown)
         lap("jwt")
+        for table in _dpop_bench.run(server, budget):
+            show(table, markdown)
+        lap("dpop")
         with RemoteTarget() if args.as_subprocess else LocalTarget(server) as target:
             for table in _opaque_bench.run(target, budget):
                 show(table, markdown)
