@@ -74,6 +74,8 @@ def test_envoy_takes_the_original_path_after_its_prefix(
     assert denied.headers["www-authenticate"] == "Bearer"
     unmatched = client.get(f"{gateway.url}/envoy/nothing/here", headers=headers)
     assert unmatched.status_code == 403
+    # The bare prefix is the root path: no route for it here.
+    assert client.get(f"{gateway.url}/envoy", headers=headers).status_code == 403
     public = client.get(f"{gateway.url}/envoy/public/x")
     assert public.status_code == 200
     assert public.headers["x-auth-subject"] == ""

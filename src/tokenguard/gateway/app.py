@@ -128,11 +128,11 @@ class GatewayApp:
         if kind == "http":
             path: str = scope["path"]
             contract = CONTRACTS.get(path)
-            if contract is not None:
+            if contract is not None and contract.target is not None:
                 await self._decide(contract, scope, send, None)
-            elif path.startswith(_ENVOY + "/"):
+            elif path == _ENVOY or path.startswith(_ENVOY + "/"):
                 raw: bytes = scope.get("raw_path") or path.encode("utf-8")
-                target = raw[len(_ENVOY) :].decode("latin-1")
+                target = raw[len(_ENVOY) :].decode("latin-1") or "/"
                 if query := scope.get("query_string"):
                     target += "?" + query.decode("latin-1")
                 await self._decide(CONTRACTS[_ENVOY], scope, send, target)
