@@ -7,6 +7,7 @@ otherwise already built. No I/O. Secrets are ``SecretStr`` so they never show in
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import os
 from typing import Annotated, Any, Literal
@@ -153,10 +154,13 @@ class PrivateKeyJWT(_Auth):
             family = RSAKey
         elif self.algorithm[0] == "E" and self.algorithm != "EdDSA":
             family = ECKey
-        try:
+        key = None
+        with contextlib.suppress(Exception):  # joserfc raises several types for a bad key
             key = family.import_key(self.private_key.get_secret_value())
-        except Exception:  # joserfc raises several types for a bad key
-            raise ValueError(f"private_key is not a usable {family.key_type} private key") from None
+        if key is None:
+            # Raised outside the handler, so joserfc's error (and whatever of the key it
+            # holds) is not kept as this one's context.
+            raise ValueError(f"private_key is not a usable {family.key_type} private key")
         if not key.is_private:
             raise ValueError("private_key must be a private key")
         return key

@@ -215,7 +215,10 @@ def build_config(**data: Any) -> GuardConfig:
     try:
         return GuardConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigurationError(_describe(error)) from None
+        problem = _describe(error)
+    # Raised outside the handler: the ValidationError, which holds the input values
+    # (secrets among them), is not kept as the error's context.
+    raise ConfigurationError(problem)
 
 
 def load_config(source: str | Path | Mapping[str, Any]) -> GuardConfig:
@@ -228,10 +231,14 @@ def load_config(source: str | Path | Mapping[str, Any]) -> GuardConfig:
     if isinstance(source, Mapping):
         data = dict(source)
     else:
+        problem = None
         try:
             data = tomllib.loads(Path(source).read_text(encoding="utf-8"))
         except OSError as error:
-            raise ConfigurationError(f"cannot read configuration file: {error.strerror}") from None
+            problem = f"cannot read configuration file: {error.strerror}"
         except tomllib.TOMLDecodeError as error:
-            raise ConfigurationError(f"configuration file is not valid TOML: {error}") from None
+            # Its message names a line and column; the error itself holds the document.
+            problem = f"configuration file is not valid TOML: {error}"
+        if problem is not None:
+            raise ConfigurationError(problem)
     return build_config(**data)
