@@ -93,6 +93,12 @@ class Policy(BaseModel):
         require_introspection_audience: refuse introspection answers without ``aud``.
         allow_sender_constrained: accept tokens bound by ``cnf`` (DPoP, mTLS); the
             caller must then check the proof of possession against ``TokenInfo.cnf``.
+        claims: the claims this service reads. ``TokenInfo.claims`` and every cache
+            keep only these and the registered ones tokenguard reads itself
+            (``iss sub aud exp nbf iat jti client_id scope scp auth_time acr amr cnf
+            active username token_type``); the rest of a token is dropped once it is
+            validated, so a cached token costs less memory and leaks less. Unset (the
+            default) keeps every claim.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
@@ -112,8 +118,9 @@ class Policy(BaseModel):
     verified_cache_ttl: float = Field(default=300.0, ge=0, le=3600)
     require_introspection_audience: bool = False
     allow_sender_constrained: bool = False
+    claims: Sequence[str] | None = None
 
-    @field_validator("issuers", "algorithms", "required_scopes")
+    @field_validator("issuers", "algorithms", "required_scopes", "claims")
     @classmethod
     def _as_tuple(cls, value: Sequence[str] | None) -> tuple[str, ...] | None:
         # Accept any sequence (a list in code or TOML); keep an immutable tuple.
@@ -134,6 +141,13 @@ class Policy(BaseModel):
         unknown = [a for a in value if a not in REGISTRY]
         if unknown:
             raise ValueError(f"unsupported algorithms {unknown} (never 'none')")
+        return value
+
+    @field_validator("claims")
+    @classmethod
+    def _claim_names(cls, value: Sequence[str] | None) -> Sequence[str] | None:
+        if value is not None and not all(value):
+            raise ValueError("claim names must be non-empty strings")
         return value
 
     @field_validator("required_scopes")

@@ -22,16 +22,45 @@ from ..errors import (
 from ..models import TokenInfo, TokenSource, freeze
 
 __all__ = [
+    "REGISTERED_CLAIMS",
     "Claims",
     "check_audience",
     "check_binding",
     "check_times",
+    "minimise",
     "read_claims",
+    "share",
     "to_token_info",
 ]
 
 #: 9999-12-31T23:59:59Z: later NumericDates cannot be represented and are refused.
 MAX_NUMERIC_DATE = 253402300799
+
+#: The claims tokenguard itself reads or exposes on :class:`TokenInfo`, kept whatever a
+#: policy's ``claims`` list says: RFC 7519 §4.1 (iss sub aud exp nbf iat jti), RFC 9068
+#: §2.2 (client_id scope auth_time acr amr), RFC 7800 (cnf), RFC 7662 §2.2 (active
+#: username token_type) and ``scp`` (scopes as Okta and Azure AD send them).
+REGISTERED_CLAIMS = frozenset(
+    {
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "nbf",
+        "iat",
+        "jti",
+        "client_id",
+        "scope",
+        "scp",
+        "auth_time",
+        "acr",
+        "amr",
+        "cnf",
+        "active",
+        "username",
+        "token_type",
+    }
+)
 
 
 class Claims(NamedTuple):
@@ -207,12 +236,50 @@ def check_binding(claims: Claims, *, allow_sender_constrained: bool) -> None:
         raise UnsupportedToken("Sender-constrained tokens need a proof of possession")
 
 
+def minimise(raw: dict[str, Any], keep: frozenset[str] | None) -> dict[str, Any]:
+    """Only the members named in ``keep`` (``None`` keeps everything).
+
+    This is the one step that trims what is kept of a token: ``TokenInfo.claims``, both
+    caches and whatever is built from them hold the result, so a cached token costs less
+    memory and a dump of it leaks less (issue 10 §3). ``keep`` is a policy's ``claims``
+    plus :data:`REGISTERED_CLAIMS`."""
+    if keep is None or raw.keys() <= keep:
+        return raw
+    return {name: value for name, value in raw.items() if name in keep}
+
+
+def share(value: str) -> str:
+    """One copy of a short string that recurs between *verified* tokens (an issuer, an
+    audience, a client, a scope string), so 100,000 cached tokens do not hold 100,000
+    copies of it. Never called with what an unverified request sent; bounded in count
+    and length, and cleared when full (rule 1, docs/security.md)."""
+    if len(value) > _SHARE_LENGTH:
+        return value
+    found = _SHARED.get(value)
+    if found is None:
+        if len(_SHARED) >= _SHARE_MAX:
+            _SHARED.clear()
+        _SHARED[value] = found = value
+    return found
+
+
+_SHARED: dict[str, str] = {}
+_SHARE_MAX = 4096
+_SHARE_LENGTH = 256
+
+
 def to_token_info(
-    claims: Claims, *, source: TokenSource, issuer: str, token_type: str | None
+    claims: Claims,
+    *,
+    source: TokenSource,
+    issuer: str,
+    token_type: str | None,
+    keep: frozenset[str] | None = None,
 ) -> TokenInfo:
-    """Build the immutable :class:`TokenInfo` (fields already type-checked)."""
+    """Build the immutable :class:`TokenInfo` of a verified token (fields already
+    type-checked), holding only the claims ``keep`` names (:func:`minimise`)."""
     try:
-        frozen = freeze(claims.raw)
+        frozen = freeze(minimise(claims.raw, keep))
     except ValueError:
         frozen = None
     if frozen is None:
@@ -220,7 +287,7 @@ def to_token_info(
     return TokenInfo.trusted(
         issuer=issuer,
         scopes=share_scopes(claims),
-        token_type=token_type,
+        token_type=None if token_type is None else share(token_type),
         claims=frozen,
         source=source,
     )

@@ -43,7 +43,14 @@ from .exchange import Fetch, HttpOutcome, HttpRequest, HttpResponse
 from .introspection import IntrospectionRecord, build_request, check_record, read_response
 from .jose import JWS, check_typ, parse_jws, strict_json, verify_signature
 from .jwks import VerificationKey
-from .policy import IssuerRuntime, PolicyRuntime, Route, compile_config, route
+from .policy import (
+    IssuerRuntime,
+    PolicyRuntime,
+    Route,
+    compile_config,
+    introspection_keep,
+    route,
+)
 from .urls import well_known_urls
 
 __all__ = ["Engine", "Flow"]
@@ -70,6 +77,7 @@ class Engine:
             max_inactive_ttl=max(p.inactive_cache_age for p in runtimes),
         )
         self.verified_cache = VerifiedCache(self.settings.verified_cache_size, self.policies)
+        self._introspection_keep = introspection_keep(runtimes)
         self._default = next(iter(self.policies.values())) if len(self.policies) == 1 else None
 
     # -- entry points ---------------------------------------------------------------
@@ -134,7 +142,11 @@ class Engine:
             )
             claims = self._check_introspected(introspected, issuer, policy, now)
             info = to_token_info(
-                claims, source="introspection", issuer=issuer.issuer, token_type=claims.token_type
+                claims,
+                source="introspection",
+                issuer=issuer.issuer,
+                token_type=claims.token_type,
+                keep=policy.keep,
             )
         else:
             jws = parse_jws(token, policy.algorithms)
@@ -150,7 +162,9 @@ class Engine:
                 )
                 self._check_introspected(introspected, issuer, policy, now)
                 source = "jwt+introspection"
-            info = to_token_info(claims, source=source, issuer=issuer.issuer, token_type=jws.typ)
+            info = to_token_info(
+                claims, source=source, issuer=issuer.issuer, token_type=jws.typ, keep=policy.keep
+            )
 
         # Authorisation last, so an expired token is reported as expired.
         if not policy.required_scopes <= info.scopes:
@@ -338,7 +352,8 @@ class Engine:
             )
 
         def complete(outcome: HttpOutcome) -> IntrospectionRecord | TokenGuardError:
-            result = read_response(outcome, now)
+            # Trimmed to what the policies asking this issuer keep, before it is cached.
+            result = read_response(outcome, now, keep=self._introspection_keep.get(issuer.issuer))
             if isinstance(result, IntrospectionRecord):
                 self.introspection_cache.put(issuer.issuer, digest, result)
                 if not result.active:

@@ -56,13 +56,16 @@ def build_request(
     return HttpRequest("POST", endpoint, max_bytes=max_bytes, headers=headers, form=form)
 
 
-def read_response(outcome: HttpOutcome, now: float) -> IntrospectionRecord | TokenGuardError:
+def read_response(
+    outcome: HttpOutcome, now: float, *, keep: frozenset[str] | None = None
+) -> IntrospectionRecord | TokenGuardError:
     """Reduce an introspection response to a record, or to the error it amounts to.
 
     Anything but a 200 JSON object means the server could not answer: 503, never
     cached. A JSON object whose ``active`` is not the JSON boolean ``true`` means
     inactive (RFC 7662 §2.2); ``"true"``, ``1`` or a missing ``active`` are not true.
-    An active answer with ill-typed members is refused as invalid claims.
+    An active answer with ill-typed members is refused as invalid claims. Only the
+    members named in ``keep`` are kept (``claims.minimise``; None keeps all).
     """
     if not isinstance(outcome, HttpResponse):
         log.warning("introspection failed: %s", outcome.reason)
@@ -86,7 +89,11 @@ def read_response(outcome: HttpOutcome, now: float) -> IntrospectionRecord | Tok
         return IntrospectionRecord(active=False, claims=None, fetched_at=now)
     # Some servers serialise a member they do not have as null; in a response (unlike a
     # token) that means "absent". Everything present must still have its type.
-    document = {name: value for name, value in document.items() if value is not None}
+    document = {
+        name: value
+        for name, value in document.items()
+        if value is not None and (keep is None or name in keep)
+    }
     try:
         claims = read_claims(document)
     except InvalidClaims as error:
