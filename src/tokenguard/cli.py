@@ -197,9 +197,9 @@ def _report_error(error: TokenGuardError, as_json: bool) -> int:
     help="Introspection client secret (better: the TOKENGUARD_CLIENT_SECRET variable).",
 )
 @click.option(
-    "--require-audience",
+    "--allow-missing-audience",
     is_flag=True,
-    help="Refuse introspection answers that carry no aud (by default aud is checked if present).",
+    help="Accept introspection answers that carry no aud (by default an opaque token needs it).",
 )
 @click.option("--allow-insecure-http", is_flag=True, help="Allow http:// for a loopback server.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -213,7 +213,7 @@ def validate(
     accept_plain_jwt: bool,
     client_id: str | None,
     client_secret: str | None,
-    require_audience: bool,
+    allow_missing_audience: bool,
     allow_insecure_http: bool,
     as_json: bool,
 ) -> None:
@@ -228,7 +228,7 @@ def validate(
         "required_scopes": tuple(scopes),
         "mode": mode,
         "accept_plain_jwt": accept_plain_jwt,
-        "require_introspection_audience": require_audience,
+        "require_introspection_audience": not allow_missing_audience,
     }
     if algorithms:
         policy["algorithms"] = tuple(algorithms)

@@ -12,7 +12,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from .client_auth import ClientAuth, positional
 from .core.algorithms import DEFAULT_ALGORITHMS, REGISTRY
@@ -62,10 +70,32 @@ class Issuer(BaseModel):
                 raise ValueError(f"{name} {problem}")
         return self
 
+    @field_serializer("static_jwks")
+    def _mask_key_material(self, value: Mapping[str, Any] | None) -> Any:
+        # A static key set may hold an HMAC secret (`k`): dumps mask it as they mask
+        # client secrets, so a logged or printed configuration never shows it.
+        return None if value is None else _masked(value)
+
     def __repr__(self) -> str:
         return f"Issuer({self.issuer!r})"
 
     __str__ = __repr__
+
+
+#: JWK members that hold secret key material (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
+_SECRET_JWK_MEMBERS = frozenset({"k", "d", "p", "q", "dp", "dq", "qi", "oth"})
+_MASK = "**********"  # what pydantic shows for a SecretStr
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            name: _MASK if name in _SECRET_JWK_MEMBERS else _masked(member)
+            for name, member in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_masked(item) for item in value]
+    return value
 
 
 class Policy(BaseModel):
@@ -90,7 +120,11 @@ class Policy(BaseModel):
         high_assurance_cache_ttl: reuse of introspection answers under ``high_assurance``
             (default 0: every call asks the AS).
         verified_cache_ttl: how long a fully validated token is recognised again by hash.
-        require_introspection_audience: refuse introspection answers without ``aud``.
+        require_introspection_audience: refuse introspection answers about an opaque
+            token that carry no ``aud`` (default). Without it, a token the server issued
+            for another resource server passes whenever the server omits ``aud``; turn it
+            off only for servers that never return one (a present ``aud`` is always
+            checked, and a JWT's ``aud`` always is required).
         allow_sender_constrained: accept tokens bound by ``cnf`` (DPoP, mTLS); the
             caller must then check the proof of possession against ``TokenInfo.cnf``.
         claims: the claims this service reads. ``TokenInfo.claims`` and every cache
@@ -116,7 +150,7 @@ class Policy(BaseModel):
     inactive_cache_ttl: float = Field(default=10.0, ge=0, le=300)
     high_assurance_cache_ttl: float = Field(default=0.0, ge=0, le=60)
     verified_cache_ttl: float = Field(default=300.0, ge=0, le=3600)
-    require_introspection_audience: bool = False
+    require_introspection_audience: bool = True
     allow_sender_constrained: bool = False
     claims: Sequence[str] | None = None
 
@@ -158,8 +192,23 @@ class Policy(BaseModel):
         return value
 
 
+_HOUR = 3600.0
+_DAY = 24 * _HOUR
+
+
 class Settings(BaseModel):
-    """Guard-wide bounds: timeouts, sizes, cache sizes and JWKS refresh behaviour."""
+    """Guard-wide bounds: timeouts, sizes, cache sizes and JWKS refresh behaviour.
+
+    Every duration has an upper bound, so no setting can turn key rotation off: a key
+    set is fresh for at most ``jwks_max_ttl`` (at most 7 days) and is trusted past that,
+    while it cannot be refreshed, for at most ``jwks_stale_window`` (at most 1 day).
+
+    ``error_descriptions`` chooses what a 401 tells the client: ``"detailed"`` (the
+    default) names the failed check (expired, wrong audience, untrusted issuer...),
+    ``"generic"`` says only that the token is invalid, so unsigned probes learn nothing
+    about which issuer or audience is accepted. The error's class is the same either
+    way, for the service's own logs and metrics.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
@@ -169,14 +218,18 @@ class Settings(BaseModel):
     max_metadata_bytes: int = Field(default=256 * 1024, ge=1024)
     max_introspection_bytes: int = Field(default=64 * 1024, ge=1024)
     max_jwks_keys: int = Field(default=100, ge=1, le=10_000)
-    jwks_default_ttl: float = Field(default=3600.0, gt=0)
-    jwks_min_ttl: float = Field(default=60.0, ge=0)
-    jwks_max_ttl: float = Field(default=86400.0, gt=0)
-    jwks_refresh_cooldown: float = Field(default=15.0, ge=0)
-    jwks_stale_window: float = Field(default=6 * 3600.0, ge=0)
-    metadata_ttl: float = Field(default=86400.0, gt=0)
+    jwks_default_ttl: float = Field(default=_HOUR, gt=0, le=7 * _DAY)
+    jwks_min_ttl: float = Field(default=60.0, ge=0, le=_HOUR)
+    jwks_max_ttl: float = Field(default=_DAY, gt=0, le=7 * _DAY)
+    jwks_refresh_cooldown: float = Field(default=15.0, ge=0, le=300)
+    jwks_stale_window: float = Field(default=6 * _HOUR, ge=0, le=_DAY)
+    metadata_ttl: float = Field(default=_DAY, gt=0, le=7 * _DAY)
     introspection_cache_size: int = Field(default=40_000, ge=0)
     verified_cache_size: int = Field(default=40_000, ge=0)
+    #: The longest lifetime of an access token the issuers mint: revocations whose token
+    #: expiry is unknown, and subject/client cut-offs, are kept this long.
+    max_token_lifetime: float = Field(default=86400.0, gt=0, le=366 * 86400.0)
+    error_descriptions: Literal["detailed", "generic"] = "detailed"
 
     @model_validator(mode="after")
     def _ttl_bounds(self) -> Settings:

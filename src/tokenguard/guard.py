@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -11,6 +12,7 @@ import httpx
 
 from .config import GuardConfig, Issuer, Policy, Settings, build_config, load_config
 from .core.engine import Engine
+from .errors import InvalidToken
 from .models import TokenInfo
 from .shells.aio import AsyncShell
 from .shells.sync import SyncShell
@@ -58,6 +60,7 @@ class TokenGuard:
         async_http_client: httpx.AsyncClient | None,
     ) -> None:
         self._engine = Engine(config)
+        self._generic_errors = config.settings.error_descriptions == "generic"
         timeout = config.settings.http_timeout
         self._sync = SyncShell(timeout, http_client)
         self._async = AsyncShell(timeout, async_http_client)
@@ -84,21 +87,72 @@ class TokenGuard:
         """Validate ``token`` under ``policy`` (a policy name; optional if only one is
         configured). Returns a :class:`TokenInfo` or raises a
         :class:`~tokenguard.TokenGuardError` subclass carrying the HTTP status."""
-        step = self._engine.start(token, policy)
-        if isinstance(step, TokenInfo):
-            return step
-        return self._sync.run(step)
+        try:
+            step = self._engine.start(token, policy)
+            if isinstance(step, TokenInfo):
+                return step
+            return self._sync.run(step)
+        except InvalidToken as error:
+            if self._generic_errors:
+                _generic(error)
+            raise
 
     async def avalidate(self, token: str, policy: str | Policy | None = None) -> TokenInfo:
         """The async twin of :meth:`validate`: same rules, same caches."""
-        step = self._engine.start(token, policy)
-        if isinstance(step, TokenInfo):
-            return step
-        return await self._async.run(step)
+        try:
+            step = self._engine.start(token, policy)
+            if isinstance(step, TokenInfo):
+                return step
+            return await self._async.run(step)
+        except InvalidToken as error:
+            if self._generic_errors:
+                _generic(error)
+            raise
 
     def forget(self, token: str) -> None:
-        """Drop every cached answer about ``token`` (for example on a revocation event)."""
+        """Drop every cached answer about ``token`` in this process (for example on a
+        revocation event). An answer requested before the call returns is neither
+        cached nor served after it; the token is not refused (see :meth:`revoke`)."""
         self._engine.forget(token)
+
+    def revoke(self, token: str) -> None:
+        """Refuse ``token`` from now on, in every process of the fleet (or in this one
+        without a fleet), until it would have expired anyway; every cached answer about
+        it is dropped. A JWT is revoked by what was signed, so a second encoding of the
+        same token (ECDSA signatures are malleable) is refused too, and by issuer and
+        ``jti`` when its signature verifies."""
+        self._sync.run(self._engine.revoke(token))
+
+    async def arevoke(self, token: str) -> None:
+        """The async twin of :meth:`revoke`."""
+        await self._async.run(self._engine.revoke(token))
+
+    def revoke_subject(
+        self, subject: str, *, issuer: str | None = None, before: float | datetime | None = None
+    ) -> None:
+        """Refuse every token of ``subject`` (``sub``) issued before ``before`` (default:
+        now), JWTs included, without introspecting them; a token without ``iat`` cannot
+        prove it is newer and is refused. ``issuer`` limits the cut-off to one issuer."""
+        self._sync.run(self._engine.revoke_cutoff("subject", subject, issuer, before))
+
+    async def arevoke_subject(
+        self, subject: str, *, issuer: str | None = None, before: float | datetime | None = None
+    ) -> None:
+        """The async twin of :meth:`revoke_subject`."""
+        await self._async.run(self._engine.revoke_cutoff("subject", subject, issuer, before))
+
+    def revoke_client(
+        self, client_id: str, *, issuer: str | None = None, before: float | datetime | None = None
+    ) -> None:
+        """Refuse every token issued to ``client_id`` before ``before`` (default: now);
+        see :meth:`revoke_subject`."""
+        self._sync.run(self._engine.revoke_cutoff("client", client_id, issuer, before))
+
+    async def arevoke_client(
+        self, client_id: str, *, issuer: str | None = None, before: float | datetime | None = None
+    ) -> None:
+        """The async twin of :meth:`revoke_client`."""
+        await self._async.run(self._engine.revoke_cutoff("client", client_id, issuer, before))
 
     def close(self) -> None:
         """Close the sync HTTP client the guard created (not one you passed in)."""
@@ -134,3 +188,10 @@ class TokenGuard:
     def __repr__(self) -> str:
         issuers = [i.issuer for i in self._engine.config.issuers]
         return f"TokenGuard(issuers={issuers!r}, policies={list(self._engine.policies)!r})"
+
+
+def _generic(error: InvalidToken) -> None:
+    # Settings.error_descriptions = "generic": one description for every 401, so the
+    # order and wording of the checks tell an unsigned probe nothing.
+    error.description = InvalidToken.default_description
+    error.args = (error.description,)

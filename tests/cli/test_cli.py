@@ -166,11 +166,13 @@ def test_help_and_version(args: list[str]) -> None:
     assert run(*args).returncode == 0
 
 
-def test_validate_can_require_an_audience_in_introspection(auth_server: AuthServer) -> None:
+def test_validate_requires_an_audience_in_introspection_unless_allowed(
+    auth_server: AuthServer,
+) -> None:
     opaque = auth_server.issue_opaque(audience=None)
     env = {"TOKENGUARD_CLIENT_SECRET": auth_server.client_secret}
     args = validate_args(auth_server, "--client-id", auth_server.client_id)
-    assert run(*args, opaque, env=env).returncode == 0  # aud checked only when present
-    strict = run(*args, "--require-audience", opaque, env=env)
+    strict = run(*args, opaque, env=env)
     assert strict.returncode == 1
     assert "InvalidAudience" in strict.stdout
+    assert run(*args, "--allow-missing-audience", opaque, env=env).returncode == 0

@@ -47,8 +47,10 @@ def test_jwt_claims_trimmed_per_policy(auth_server: AuthServer, check: Driver) -
     assert set(roles.claims) - REGISTERED_CLAIMS == {"roles", "email"}
     # Registered claims are always kept, and the fields read from them still work.
     assert _registered(dict(slim.claims)) == _registered(dict(full.claims))
-    assert slim.subject == "alice" and slim.scopes == frozenset({"read"})
-    assert slim.expires_at == full.expires_at and slim.client_id == full.client_id
+    assert slim.subject == "alice"
+    assert slim.scopes == frozenset({"read"})
+    assert slim.expires_at == full.expires_at
+    assert slim.client_id == full.client_id
     # The verified-token cache keeps the same trimmed view.
     again = check(guard, token, "slim")
     assert again.cached
@@ -67,7 +69,8 @@ def test_introspection_answer_trimmed_before_it_is_cached(
     record = engine.introspection_cache.get(
         auth_server.issuer, _digest(token), _now(), max_active_age=60, max_inactive_age=10
     )
-    assert record is not None and record.claims is not None
+    assert record is not None
+    assert record.claims is not None
     # One cache serves every policy of the issuer: it keeps what any of them reads; with
     # a policy that keeps everything ("all"), nothing can be dropped.
     assert set(record.claims.raw) >= set(EXTRA)
@@ -88,7 +91,8 @@ def test_introspection_cache_keeps_the_union_of_what_policies_read(
     record = guard._engine.introspection_cache.get(
         auth_server.issuer, _digest(token), _now(), max_active_age=60, max_inactive_age=10
     )
-    assert record is not None and record.claims is not None
+    assert record is not None
+    assert record.claims is not None
     assert set(record.claims.raw) - REGISTERED_CLAIMS == {"tenant", "roles", "email"}
 
 

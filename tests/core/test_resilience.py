@@ -80,12 +80,11 @@ def test_outage_uses_last_known_good_keys_within_stale_window(
         {"status": 500},
         {"status": 200, "body": b"\x00\xffgarbage"},
         {"status": 200, "body": "<html>maintenance</html>", "content_type": "text/html"},
-        {"status": 200, "body": {"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}]}},
         {"status": 200, "body": {"keys": "nope"}},
         {"status": 200, "body": [1, 2]},
         {"status": 302, "headers": {"Location": "https://evil.example/jwks"}},
     ],
-    ids=["500", "garbage", "html", "no-usable-key", "not-a-set", "not-an-object", "redirect"],
+    ids=["500", "garbage", "html", "not-a-set", "not-an-object", "redirect"],
 )
 def test_broken_jwks_answers(
     auth_server: AuthServer, check: Driver, failure: dict[str, object]
@@ -101,6 +100,36 @@ def test_broken_jwks_answers(
         check(guard, auth_server.issue_jwt(lifetime=3600))
         auth_server.set_failure("jwks", **failure)  # type: ignore[arg-type]
         clock.tick(400)
+        assert check(guard, auth_server.issue_jwt(lifetime=3600)).active
+
+
+@pytest.mark.parametrize(
+    "withdrawn",
+    [
+        {"keys": []},
+        {"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}]},  # only a key too weak to use
+    ],
+    ids=["empty", "only-unusable"],
+)
+def test_a_key_set_that_withdraws_every_key_is_honoured(
+    auth_server: AuthServer, check: Driver, withdrawn: dict[str, object]
+) -> None:
+    """Issue 14 rule 4: a 200 key set that withdraws the keys (an incident kill switch) is
+    the issuer's word, not an outage: the withdrawn keys stop verifying at the next
+    refresh instead of staying trusted for the stale window."""
+    guard = guard_for(auth_server, settings={"jwks_stale_window": 6 * 3600})
+    with freeze_time(dt.datetime.now(dt.UTC)) as clock:
+        assert check(guard, auth_server.issue_jwt(lifetime=3600)).active
+        auth_server.set_failure("jwks", 200, withdrawn)
+        clock.tick(400)  # past the JWKS max-age (300 s): the next token refreshes
+        with pytest.raises(InvalidSignature):
+            check(guard, auth_server.issue_jwt(lifetime=3600))
+        # A guard that first meets the withdrawn set: nothing verifies (401, not 503).
+        with pytest.raises(InvalidSignature):
+            check(guard_for(auth_server), auth_server.issue_jwt(lifetime=3600))
+        # Publishing keys again restores service after the refresh cooldown.
+        auth_server.clear_failures()
+        clock.tick(20)
         assert check(guard, auth_server.issue_jwt(lifetime=3600)).active
 
 
@@ -123,6 +152,27 @@ def test_metadata_endpoints_must_be_https_or_loopback(
     auth_server.set_failure("openid_configuration", 200, document)
     with pytest.raises(ValidationUnavailable):
         check(guard, auth_server.issue_jwt())
+
+
+def test_issuers_sharing_well_known_urls_fill_their_own_metadata(
+    auth_server: AuthServer, check: Driver
+) -> None:
+    """Issue 14 rule 5: `http://h` and `http://h/` have the same discovery URLs. A token
+    claiming the second issuer must not lead a discovery fetch that the first issuer's
+    validations join and then find their own metadata state never filled."""
+    from tokenguard import Issuer, TokenGuard
+
+    slash = auth_server.issuer + "/"
+    options = {"allow_insecure_http": True}
+    guard = TokenGuard(
+        issuers=[Issuer(auth_server.issuer, **options), Issuer(slash, **options)],
+        policies=[Policy(name="p", audience=AUDIENCE)],
+    )
+    auth_server.set_delay(0.3, "metadata")
+    impostors = [auth_server.issue_jwt(claims={"iss": slash}) for _ in range(3)]
+    results = check.many(guard, [*impostors, auth_server.issue_jwt()], "p")
+    assert isinstance(results[-1], TokenInfo), results[-1]
+    assert all(isinstance(r, ValidationUnavailable) for r in results[:-1]), results
 
 
 def test_oidc_discovery_fallback(auth_server: AuthServer, check: Driver) -> None:

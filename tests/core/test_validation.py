@@ -438,3 +438,74 @@ def test_no_token_or_secret_in_logs(
     text = caplog.text + repr(caught.value) + str(caught.value) + repr(guard)
     for secret in (*tokens, auth_server.client_secret):
         assert secret not in text
+
+
+# -- issue 14: audience of introspected tokens, generic descriptions ------------------------
+
+
+def test_opaque_token_without_aud_is_refused_by_default(
+    auth_server: AuthServer, check: Driver
+) -> None:
+    """An answer without ``aud`` may be about a token for another resource server: by
+    default an opaque token needs its audience; a policy can opt out for servers that
+    never send one."""
+    token = auth_server.issue_opaque(audience=None)
+    with pytest.raises(InvalidAudience, match="no audience"):
+        check(guard_for(auth_server), token)
+    lenient = guard_for(auth_server, require_introspection_audience=False)
+    assert check(lenient, token).active
+    # A present aud is always checked, opt-out or not.
+    other = auth_server.issue_opaque(audience="urn:other-service")
+    with pytest.raises(InvalidAudience):
+        check(lenient, other)
+
+
+def test_high_assurance_jwt_needs_no_aud_in_the_introspection_answer(
+    auth_server: AuthServer, check: Driver
+) -> None:
+    """Under high assurance the JWT proved its audience; the live answer (some servers
+    omit ``aud``) only confirms the token is active."""
+    guard = guard_for(auth_server, mode="high_assurance")
+    token = auth_server.issue_jwt()
+    auth_server.set_failure(
+        "introspection",
+        200,
+        {"active": True, "iss": auth_server.issuer, "exp": int(time.time()) + 300},
+    )
+    assert check(guard, token).source == "jwt+introspection"
+
+
+def test_generic_error_descriptions(auth_server: AuthServer, check: Driver) -> None:
+    """Settings(error_descriptions="generic"): unsigned probes cannot tell an untrusted
+    issuer from a wrong audience or an expired token by the description; the error
+    class stays specific for the service's own logs."""
+    guard = guard_for(auth_server, settings={"error_descriptions": "generic"})
+    probes = {
+        UntrustedIssuer: auth_server.issue_jwt(claims={"iss": "https://x.example"}),
+        InvalidAudience: auth_server.issue_jwt(audience="urn:probe"),
+        ExpiredToken: auth_server.issue_jwt(lifetime=-3600),
+        MalformedToken: "eyJhbGciOiJSUzI1NiJ9.e30*.c2ln",
+    }
+    descriptions = set()
+    for kind, token in probes.items():
+        with pytest.raises(kind) as caught:
+            check(guard, token)
+        descriptions.add(caught.value.description)
+        assert str(caught.value) == caught.value.description
+        assert 'error_description="The access token is invalid"' in (
+            caught.value.www_authenticate()
+        )
+    assert descriptions == {"The access token is invalid"}
+    # Not a 401: unchanged (the scope challenge is part of the protocol).
+    with pytest.raises(InsufficientScope) as scope:
+        check(
+            guard_for(
+                auth_server, required_scopes=["admin"], settings={"error_descriptions": "generic"}
+            ),
+            auth_server.issue_jwt(),
+        )
+    assert scope.value.description == InsufficientScope.default_description
+    # Detailed by default.
+    with pytest.raises(InvalidAudience) as detailed:
+        check(guard_for(auth_server), probes[InvalidAudience])
+    assert detailed.value.description == "The access token is not intended for this audience"

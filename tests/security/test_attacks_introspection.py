@@ -116,6 +116,13 @@ _ACTIVE_BUT: dict[str, tuple[dict[str, Any], type, dict[str, Any]]] = {
     "iss-trailing-slash": ({"iss": "{issuer}/"}, UntrustedIssuer, {}),
     "aud-other": ({"aud": "urn:other"}, InvalidAudience, {}),
     "aud-list-of-others": ({"aud": ["urn:a", "urn:b"]}, InvalidAudience, {}),
+    # Issue 14 rule 4: present but naming nobody is not "absent"; same rule as for a JWT.
+    "aud-empty-list": ({"aud": []}, InvalidAudience, {}),
+    "aud-empty-list-required": (
+        {"aud": []},
+        InvalidAudience,
+        {"require_introspection_audience": True},
+    ),
     "aud-absent-but-required": (
         {"aud": None},
         InvalidAudience,
@@ -371,10 +378,10 @@ def test_introspection_redirect_to_the_attacker(
 def _policies_guard(server: AuthServer) -> TokenGuard:
     return guard_for(
         server,
-        Policy(name="orders", audience=AUDIENCE),
+        Policy(name="orders", audience=AUDIENCE, require_introspection_audience=False),
         Policy(name="billing", audience="urn:billing"),
         Policy(name="orders-admin", audience=AUDIENCE, required_scopes=["orders:admin"]),
-        Policy(name="strict", audience=AUDIENCE, require_introspection_audience=True),
+        Policy(name="strict", audience=AUDIENCE),  # aud required: the default
         Policy(name="live", audience=AUDIENCE, mode="high_assurance"),
     )
 

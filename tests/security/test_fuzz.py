@@ -178,11 +178,11 @@ def _times_ok(claims: dict[str, Any], now: float, *, require_exp: bool, require_
 
 
 def _audience_ok(claims: dict[str, Any], *, required: bool) -> bool:
+    # A present aud must name the audience, even an empty list (issue 14 rule 4).
     aud = claims.get("aud")
-    audience = [] if aud is None else [aud] if isinstance(aud, str) else aud
-    if not audience:
+    if aud is None:
         return not required
-    return AUDIENCE in audience
+    return AUDIENCE in ([aud] if isinstance(aud, str) else aud)
 
 
 def should_pass_jwt(
@@ -242,7 +242,8 @@ def should_pass_introspection(
     kind = document.get("token_type")
     if kind is not None and kind.lower() not in _BEARER:
         return False
-    return _audience_ok(document, required=False) and not document.get("cnf")
+    # The default policy requires aud in an answer about an opaque token (issue 14).
+    return _audience_ok(document, required=True) and not document.get("cnf")
 
 
 # -- strategies ---------------------------------------------------------------------------------

@@ -189,6 +189,65 @@ def test_policy_hmac_opt_in() -> None:
 # -- Settings -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("name", "limit"),
+    [
+        ("jwks_stale_window", 86400),
+        ("jwks_min_ttl", 3600),
+        ("jwks_max_ttl", 7 * 86400),
+        ("jwks_default_ttl", 7 * 86400),
+        ("metadata_ttl", 7 * 86400),
+        ("jwks_refresh_cooldown", 300),
+    ],
+)
+def test_no_duration_can_turn_key_rotation_off(name: str, limit: float) -> None:
+    # Issue 14: 10 years was accepted for the stale window and the minimum TTL, which
+    # kept a withdrawn or rotated key trusted for as long.
+    assert getattr(Settings(**{name: limit}), name) == limit
+    with pytest.raises(pydantic.ValidationError, match="less than or equal"):
+        Settings(**{name: limit + 1})
+    with pytest.raises(pydantic.ValidationError, match="less than or equal"):
+        Settings(**{name: 10 * 365 * 86400})
+
+
+def test_error_descriptions_setting() -> None:
+    assert Settings().error_descriptions == "detailed"
+    assert Settings(error_descriptions="generic").error_descriptions == "generic"
+    with pytest.raises(pydantic.ValidationError):
+        Settings(error_descriptions="verbose")  # type: ignore[arg-type]
+
+
+def test_static_hmac_key_is_masked_in_dumps() -> None:
+    # Issue 14 rule 6: client secrets were masked in dumps, a static HMAC key was not.
+    key = "c2VjcmV0LWhtYWMta2V5LW5ldmVyLXNob3duLTEyMzQ1Njc4OTA"
+    jwks = {"keys": [{"kty": "oct", "kid": "h1", "alg": "HS256", "k": key}]}
+    cfg = build_config(
+        issuers=[Issuer(AS, static_jwks=jwks, client_auth=basic())],
+        policies=[Policy(name="p", audience="a", algorithms=["HS256"])],
+    )
+    for text in (
+        repr(cfg),
+        str(cfg),
+        repr(cfg.model_dump()),
+        cfg.model_dump_json(),
+        repr(cfg.issuers[0].model_dump(mode="json")),
+    ):
+        assert key not in text
+        assert SECRET not in text
+    dumped = cfg.model_dump()["issuers"][0]["static_jwks"]
+    assert dumped == {"keys": [{"kty": "oct", "kid": "h1", "alg": "HS256", "k": "**********"}]}
+    # The configured key itself is untouched: the guard still verifies with it.
+    assert cfg.issuers[0].static_jwks is not None
+    assert cfg.issuers[0].static_jwks["keys"][0]["k"] == key
+
+
+def test_private_members_of_a_static_key_are_masked_too() -> None:
+    jwks = {"keys": [{"kty": "EC", "crv": "P-256", "x": "xx", "y": "yy", "d": "private-d"}]}
+    dumped = Issuer(AS, static_jwks=jwks).model_dump_json()
+    assert "private-d" not in dumped
+    assert '"x":"xx"' in dumped
+
+
 def test_settings_defaults_and_bounds() -> None:
     settings = Settings()
     assert settings.jwks_min_ttl <= settings.jwks_default_ttl <= settings.jwks_max_ttl

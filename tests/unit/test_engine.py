@@ -376,7 +376,7 @@ def test_introspection_endpoint_from_metadata() -> None:
     server = Server(
         {
             RFC8414: json_response({"issuer": AS, "introspection_endpoint": INTROSPECT}),
-            INTROSPECT: json_response({"active": True}),
+            INTROSPECT: json_response({"active": True, "aud": AUD}),
         }
     )
     assert server.run(e, "opaque-6").source == "introspection"
@@ -453,7 +453,7 @@ def test_metadata_cached_between_flows() -> None:
     server = Server(
         {
             f"{AS}/meta": json_response({"issuer": AS, "introspection_endpoint": INTROSPECT}),
-            INTROSPECT: json_response({"active": True}),
+            INTROSPECT: json_response({"active": True, "aud": AUD}),
         }
     )
     server.run(e, "opaque-9")

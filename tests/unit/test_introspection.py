@@ -322,4 +322,4 @@ def test_null_members_of_a_response_count_as_absent() -> None:
     assert isinstance(record, IntrospectionRecord)
     assert record.claims is not None
     assert record.claims.username is None
-    assert record.claims.audience == ()
+    assert record.claims.audience is None

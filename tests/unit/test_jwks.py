@@ -418,17 +418,8 @@ def test_failed_refresh_within_fresh_window(doc: dict[str, Any]) -> None:
     assert not state.wants_fetch(T0 + 21, "RS256", "k2")  # cooldown after the failure
 
 
-@pytest.mark.parametrize(
-    "document",
-    [
-        {"keys": []},
-        {"keys": [{"kty": "oct", "k": b64url(b"k" * 32)}]},  # symmetric never from the network
-        {"keys": [{"kty": "RSA", "use": "enc"}]},
-        {"nokeys": 1},
-        {"keys": "x"},
-    ],
-)
-def test_unusable_jwks_counts_as_failure(
+@pytest.mark.parametrize("document", [{"nokeys": 1}, {"keys": "x"}, {"keys": {}}])
+def test_a_document_that_is_no_key_set_counts_as_failure(
     doc: dict[str, Any], document: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     state = JwksState(ISSUER, SETTINGS)
@@ -437,15 +428,42 @@ def test_unusable_jwks_counts_as_failure(
     caplog.set_level(logging.WARNING, logger="tokenguard.jwks")
     state.absorb(document, "max-age=300", T0 + 300)
     assert state.usable(T0 + 301) is good  # stale, not replaced
+    assert state.failing
     assert not state.wants_fetch(T0 + 301, "RS256", "k1")  # backing off
-    if isinstance(document.get("keys"), list):
-        assert any("no usable key" in r.getMessage() for r in caplog.records)
+    assert any("not a JWK Set" in r.getMessage() for r in caplog.records)
 
 
-def test_unusable_first_jwks_means_no_keys() -> None:
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"keys": []},
+        {"keys": [{"kty": "oct", "k": b64url(b"k" * 32)}]},  # symmetric never from the network
+        {"keys": [{"kty": "RSA", "use": "enc"}]},
+    ],
+)
+def test_a_key_set_without_usable_keys_withdraws_the_old_ones(
+    doc: dict[str, Any], document: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 14 rule 4: a well-formed key set is the issuer's word, also when it withdraws
+    # every key (an incident kill switch); it is not an outage to ride out on stale keys.
+    state = JwksState(ISSUER, SETTINGS)
+    state.absorb(doc, "max-age=300", T0)
+    caplog.set_level(logging.WARNING, logger="tokenguard.jwks")
+    state.absorb(document, "max-age=300", T0 + 300)
+    usable = state.usable(T0 + 301)
+    assert usable is not None
+    assert usable.candidates("RS256", "k1") == ()
+    assert usable.candidates("RS256", None) == ()
+    assert not state.failing
+    assert any("no usable key" in r.getMessage() for r in caplog.records)
+
+
+def test_empty_first_jwks_means_no_keys() -> None:
     state = JwksState(ISSUER, SETTINGS)
     state.absorb({"keys": []}, None, T0)
-    assert state.usable(T0) is None
+    usable = state.usable(T0)
+    assert usable is not None
+    assert not usable.keys
 
 
 def test_successful_refresh_logs_info(

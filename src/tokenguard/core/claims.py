@@ -76,7 +76,7 @@ class Claims(NamedTuple):
     token_id: str | None
     token_type: str | None
     acr: str | None
-    audience: tuple[str, ...]
+    audience: tuple[str, ...] | None  # None: no aud member at all
     scopes: frozenset[str]
     exp: float | None
     iat: float | None
@@ -190,7 +190,7 @@ def read_claims(raw: dict[str, Any]) -> Claims:
         get("jti"),
         get("token_type"),
         get("acr"),
-        () if aud is _ABSENT else _string_list(aud, "aud"),
+        None if aud is _ABSENT else _string_list(aud, "aud"),
         _scopes(raw),
         exp,
         iat,
@@ -220,8 +220,12 @@ def check_times(
 
 
 def check_audience(claims: Claims, audience: str, *, required: bool) -> None:
-    """The token must be meant for ``audience`` (RFC 7519 §4.1.3, RFC 9068 §4)."""
-    if not claims.audience:
+    """The token must be meant for ``audience`` (RFC 7519 §4.1.3, RFC 9068 §4).
+
+    An ``aud`` that is present must name ``audience``, whether or not one is
+    ``required``: an empty list is an answer that names no audience, not a missing one.
+    """
+    if claims.audience is None:
         if required:
             raise InvalidAudience("The token has no audience")
         return

@@ -19,6 +19,7 @@ from typing import Any
 from ..config import GuardConfig, Policy
 from ..errors import (
     ConfigurationError,
+    InactiveToken,
     InsufficientScope,
     InvalidSignature,
     MalformedToken,
@@ -37,7 +38,7 @@ from .claims import (
     read_claims,
     to_token_info,
 )
-from .detect import detect
+from .detect import TokenFormat, detect
 from .discovery import Metadata
 from .exchange import Fetch, HttpOutcome, HttpRequest, HttpResponse
 from .introspection import IntrospectionRecord, build_request, check_record, read_response
@@ -51,13 +52,25 @@ from .policy import (
     introspection_keep,
     route,
 )
+from .revocation import (
+    Revocation,
+    RevocationKind,
+    Revocations,
+    cutoff,
+    jti_revocation_id,
+    signed_content_id,
+    token_revocation_id,
+)
 from .urls import well_known_urls
 
 __all__ = ["Engine", "Flow"]
 
 log = logging.getLogger("tokenguard")
 
-Flow = Generator[Fetch, Any, TokenInfo]
+Flow = Generator[Any, Any, TokenInfo]  # yields Fetch and the needs of core/needs.py
+
+#: How often a validation restarts because its token was forgotten or revoked meanwhile.
+_MAX_RESTARTS = 3
 
 _JWKS_ACCEPT = {"Accept": "application/jwk-set+json, application/json"}
 _METADATA_ACCEPT = {"Accept": "application/json"}
@@ -78,6 +91,9 @@ class Engine:
         )
         self.verified_cache = VerifiedCache(self.settings.verified_cache_size, self.policies)
         self._introspection_keep = introspection_keep(runtimes)
+        self.revocations = Revocations()
+        self._all_algorithms = frozenset().union(*(p.algorithms for p in runtimes))
+        self._max_leeway = max(p.leeway for p in runtimes)
         self._default = next(iter(self.policies.values())) if len(self.policies) == 1 else None
 
     # -- entry points ---------------------------------------------------------------
@@ -116,7 +132,9 @@ class Engine:
         if runtime.verified_cache_ttl:
             cached = self.verified_cache.get(digest, runtime.name, now)
             if cached is not None:
-                return cached
+                if not self.revocations.active or not self._revoked(cached, token, digest, now):
+                    return cached
+                self.verified_cache.forget(digest)  # the flow refuses it
         assert isinstance(token, str)
         return self._flow(token, digest, runtime, now)
 
@@ -124,23 +142,122 @@ class Engine:
         """Drop every cached answer about ``token`` (e.g. after a revocation signal)."""
         if not isinstance(token, str) or not token.isascii():
             return  # never validated, so never cached
-        digest = token_digest(token)
+        self.forget_digest(token_digest(token))
+
+    def forget_digest(self, digest: bytes) -> None:
+        """Forget by digest: ordered first (rule 3), then the caches are dropped."""
+        self.revocations.touch(digest, time.time())
         self.verified_cache.forget(digest)
         self.introspection_cache.forget(digest, self.issuers)
+
+    def _revoked(self, info: TokenInfo, token: object, digest: bytes, now: float) -> bool:
+        """Whether a cached answer is revoked (only asked while revocations exist)."""
+        ids = [token_revocation_id(digest)]
+        if info.source != "introspection" and isinstance(token, str):
+            ids.append(signed_content_id(token.rpartition(".")[0].encode()))
+            if info.token_id is not None and info.issuer is not None:
+                ids.append(jti_revocation_id(info.issuer, info.token_id))
+        iat = info.claims.get("iat")
+        return self.revocations.refuses(
+            token_ids=tuple(ids),
+            issuer=info.issuer,
+            subject=info.subject,
+            client_id=info.client_id,
+            issued_at=iat if isinstance(iat, int | float) else None,
+            now=now,
+        )
+
+    # -- revocation -----------------------------------------------------------------
+
+    def revoke(self, token: object) -> Generator[Any, Any, None]:
+        """Revoke one token: refused from now on (in every process of a fleet), every
+        cached answer about it dropped, until it would have expired anyway."""
+        digest = self.digest(token)
+        assert isinstance(token, str)
+        now = time.time()
+        if detect(token) is TokenFormat.JWS:
+            found = yield from self._jwt_revocations(token, digest, now)
+        else:
+            found = [Revocation("token", token_revocation_id(digest), None, 0.0, self._until(now))]
+        self.revocations.add_all(found, now)
+        self.forget_digest(digest)
+
+    def revoke_cutoff(
+        self, kind: RevocationKind, name: object, issuer: object, before: object
+    ) -> Generator[Any, Any, None]:
+        """Refuse every token of a subject or client issued before ``before``."""
+        now = time.time()
+        revocation = cutoff(kind, name, issuer, before, now, self.issuers, self._until)
+        self.revocations.add_all([revocation], now)
+        return
+        yield  # a generator, like every flow the shells drive
+
+    def _until(self, now: float, exp: float | None = None) -> float:
+        """How long a revocation is kept: until the token's ``exp`` (plus leeway) or,
+        when that is not known, the longest token lifetime configured."""
+        longest = now + self.settings.max_token_lifetime + self._max_leeway
+        return longest if exp is None else min(longest, exp + self._max_leeway)
+
+    def _jwt_revocations(
+        self, token: str, digest: bytes, now: float
+    ) -> Generator[Any, Any, list[Revocation]]:
+        """A JWT is revoked by its bytes and by what was signed (covering every other
+        signature of the same content); by issuer and ``jti`` too when its signature
+        verifies (so a forged token cannot revoke someone else's)."""
+        try:
+            jws = parse_jws(token, self._all_algorithms)
+            claims = read_claims(jws.claims)
+        except TokenGuardError:
+            return [Revocation("token", token_revocation_id(digest), None, 0.0, self._until(now))]
+        until = self._until(now, claims.exp)
+        found = [
+            Revocation("token", token_revocation_id(digest), None, 0.0, until),
+            Revocation("token", signed_content_id(jws.signing_input), None, 0.0, until),
+        ]
+        issuer = self.issuers.get(claims.issuer) if claims.issuer is not None else None
+        if issuer is not None and claims.token_id is not None:
+            try:
+                keys = yield from self._keys(issuer, jws, now)
+                verify_signature(jws, keys)
+            except TokenGuardError:
+                log.info("revoke: signature not verified; revoked by content only, not by jti")
+            else:
+                ident = jti_revocation_id(issuer.issuer, claims.token_id)
+                found.append(Revocation("token", ident, None, 0.0, until))
+        return found
 
     # -- the flow -------------------------------------------------------------------
 
     def _flow(self, token: str, digest: bytes, policy: PolicyRuntime, now: float) -> Flow:
+        """One validation. If the token is forgotten or revoked while it runs, whatever
+        it learnt is dropped and it starts again: nothing obtained before a forget or a
+        revocation is cached or served after it returns."""
+        for _ in range(_MAX_RESTARTS):
+            began = self.revocations.mark()
+            info = yield from self._attempt(token, digest, policy, now, began)
+            revocations = self.revocations
+            if not revocations.touched_since(digest, began) and not revocations.cut_since(began):
+                return info
+            self.verified_cache.forget(digest)  # undo what this attempt remembered
+            now = time.time()
+        raise ValidationUnavailable("The token kept being revoked during validation")
+
+    def _attempt(
+        self, token: str, digest: bytes, policy: PolicyRuntime, now: float, began: int
+    ) -> Flow:
         path = route(detect(token), policy)
+        token_ids: tuple[bytes, ...] = (token_revocation_id(digest),)
+        if self.revocations.active and self.revocations.is_revoked(token_ids, now):
+            raise InactiveToken("The access token has been revoked")  # before any request
         introspected: IntrospectionRecord | None = None
         was_cached = False
         if path is Route.INTROSPECT:
             issuer = policy.introspector
             assert issuer is not None  # route() never introspects without one
             introspected, was_cached = yield from self._introspect(
-                issuer, token, digest, policy, now
+                issuer, token, digest, policy, now, began
             )
-            claims = self._check_introspected(introspected, issuer, policy, now)
+            claims = self._check_introspected(introspected, issuer, policy, now, opaque=True)
             info = to_token_info(
                 claims,
                 source="introspection",
@@ -155,17 +272,29 @@ class Engine:
             if not keys:
                 raise InvalidSignature("No trusted key matches the token")
             verify_signature(jws, keys)
+            token_ids += (signed_content_id(jws.signing_input),)
+            if claims.token_id is not None:
+                token_ids += (jti_revocation_id(issuer.issuer, claims.token_id),)
             source: Any = "jwt"
             if path is Route.BOTH:
                 introspected, was_cached = yield from self._introspect(
-                    issuer, token, digest, policy, now
+                    issuer, token, digest, policy, now, began
                 )
-                self._check_introspected(introspected, issuer, policy, now)
+                self._check_introspected(introspected, issuer, policy, now, opaque=False)
                 source = "jwt+introspection"
             info = to_token_info(
                 claims, source=source, issuer=issuer.issuer, token_type=jws.typ, keep=policy.keep
             )
 
+        if self.revocations.refuses(
+            token_ids=token_ids,
+            issuer=issuer.issuer,
+            subject=claims.subject,
+            client_id=claims.client_id,
+            issued_at=claims.iat,
+            now=now,
+        ):
+            raise InactiveToken("The access token has been revoked")
         # Authorisation last, so an expired token is reported as expired.
         if not policy.required_scopes <= info.scopes:
             raise InsufficientScope(policy.required_scopes)
@@ -198,6 +327,8 @@ class Engine:
         issuer: IssuerRuntime,
         policy: PolicyRuntime,
         now: float,
+        *,
+        opaque: bool,
     ) -> Claims:
         config = policy.config
         return check_record(
@@ -205,7 +336,8 @@ class Engine:
             issuer=issuer.issuer,
             audience=policy.audience,
             leeway=policy.leeway,
-            require_audience=config.require_introspection_audience,
+            # A JWT already proved its audience; an opaque token has only this answer.
+            require_audience=opaque and config.require_introspection_audience,
             allow_sender_constrained=config.allow_sender_constrained,
             now=now,
         )
@@ -301,7 +433,9 @@ class Engine:
                 "GET", url, max_bytes=self.settings.max_metadata_bytes, headers=_METADATA_ACCEPT
             )
             usable = yield Fetch(
-                key=("metadata", url),
+                # The key names the issuer whose state `complete` fills: two issuers whose
+                # well-known URLs coincide (`https://h`, `https://h/`) fetch separately.
+                key=("metadata", issuer.issuer, url),
                 build=functools.partial(_same, request),
                 complete=functools.partial(state.absorb, now=now),
             )
@@ -318,7 +452,8 @@ class Engine:
         digest: bytes,
         policy: PolicyRuntime,
         now: float,
-    ) -> Generator[Fetch, Any, tuple[IntrospectionRecord, bool]]:
+        began: int,
+    ) -> Generator[Any, Any, tuple[IntrospectionRecord, bool]]:
         """What the issuer says about the token: from the cache if this policy allows
         an answer that old, else asked once however many validations wait for it."""
         if policy.active_cache_age or policy.inactive_cache_age:
@@ -342,7 +477,15 @@ class Engine:
             if endpoint is None:
                 raise ConfigurationError("the issuer publishes no introspection_endpoint")
 
+        revocations = self.revocations
+        high = policy.mode == "high_assurance"
+        era = revocations.era(digest, high_assurance=high)
+        sent = [began]
+
         def build() -> HttpRequest:
+            # From here on, the answer is "obtained before" any later forget (rule 3);
+            # under high_assurance, validations that start now need a request of their own.
+            sent[0] = revocations.sent_high_assurance(digest) if high else revocations.mark()
             return build_request(
                 endpoint,
                 token,
@@ -356,13 +499,16 @@ class Engine:
             result = read_response(outcome, now, keep=self._introspection_keep.get(issuer.issuer))
             if isinstance(result, IntrospectionRecord):
                 self.introspection_cache.put(issuer.issuer, digest, result)
-                if not result.active:
+                if revocations.touched_since(digest, sent[0]):
+                    # Forgotten while this request was out: the answer predates it.
+                    self.introspection_cache.forget(digest, (issuer.issuer,))
+                elif not result.active:
                     # A revocation signal: no policy may keep serving this token.
                     self.verified_cache.forget(digest)
             return result
 
         result = yield Fetch(
-            key=("introspect", issuer.issuer, digest), build=build, complete=complete
+            key=("introspect", issuer.issuer, digest, *era), build=build, complete=complete
         )
         if isinstance(result, TokenGuardError):
             raise copy.copy(result)  # the flight's error is shared; raise a fresh one

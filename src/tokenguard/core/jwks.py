@@ -181,16 +181,22 @@ class JwksState:
     def absorb(
         self, document: Mapping[str, Any] | None, cache_control: str | None, now: float
     ) -> None:
-        """Record a fetch: a parsed JWKS document, or None for a failed fetch."""
+        """Record a fetch: a parsed JWKS document, or None for a failed fetch.
+
+        Only a failure keeps the last-known-good keys: no answer, a non-200 answer or a
+        document that is not a key set. A key set is the issuer's word, even when it
+        withdraws every key or keeps only keys tokenguard cannot use (an incident kill
+        switch): the previous keys stop verifying at once.
+        """
         keys: KeySet | None = None
         if document is not None:
             try:
                 keys = parse_jwks(document, max_keys=self._settings.max_jwks_keys)
             except ValueError:
+                log.warning("JWKS of %s is not a JWK Set; keeping the previous keys", self.issuer)
                 keys = None
             if keys is not None and not keys.keys:
-                log.warning("JWKS of %s has no usable key; keeping the previous keys", self.issuer)
-                keys = None
+                log.warning("JWKS of %s has no usable key: no token of it verifies", self.issuer)
         with self._lock:
             self._last_attempt = now
             if keys is None:

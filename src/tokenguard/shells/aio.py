@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Callable, Coroutine, Generator, Hashable
 from typing import Any, TypeVar
 
 import httpx
 
-from ..core.engine import Flow
 from ..core.exchange import Fetch, HttpFailure, HttpOutcome, HttpRequest, ResponseReader
-from ..models import TokenInfo
+from ..core.needs import Joint, Pause, Store
+from .store import NO_STORE, AsyncStoreDriver
 from .transport import build_request, client_options, failure_reason
 
 __all__ = ["AsyncShell"]
@@ -49,8 +49,14 @@ class TaskFlights:
 class AsyncShell:
     """Performs the HTTP a flow asks for, once per key, with a bounded ``httpx.AsyncClient``."""
 
-    def __init__(self, timeout: float, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        client: httpx.AsyncClient | None = None,
+        store: AsyncStoreDriver | None = None,
+    ) -> None:
         self._timeout = timeout
+        self._store = store
         self._client = client
         self._owned = client is None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -69,15 +75,32 @@ class AsyncShell:
             self._loop = loop
         return self._client
 
-    async def run(self, flow: Flow) -> TokenInfo:
-        """Drive ``flow`` to its end and return its TokenInfo (or let its error out)."""
+    async def run(self, flow: Generator[Any, Any, T]) -> T:
+        """Drive ``flow`` to its end and return its value (or let its error out)."""
         try:
-            fetch = next(flow)
+            need = next(flow)
             while True:
-                result = await self._flights.run(fetch.key, functools.partial(self._fulfil, fetch))
-                fetch = flow.send(result)
+                if type(need) is Fetch:
+                    result = await self._flights.run(
+                        need.key, functools.partial(self._fulfil, need)
+                    )
+                else:
+                    result = await self._other(need)
+                need = flow.send(result)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+
+    async def _other(self, need: Any) -> Any:
+        """The needs that are not HTTP (:mod:`tokenguard.core.needs`)."""
+        if type(need) is Store:
+            store = self._store
+            return need.complete(await store.perform(need.ops) if store else NO_STORE)
+        if type(need) is Joint:
+            return await self._flights.run(need.key, lambda: self.run(need.start()))
+        if type(need) is Pause:
+            await asyncio.sleep(need.seconds)
+            return None
+        raise TypeError(f"unknown need {type(need).__name__}")
 
     async def _fulfil(self, fetch: Fetch) -> Any:
         return fetch.complete(await self.perform(fetch.build()))

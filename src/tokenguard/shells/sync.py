@@ -5,14 +5,14 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Generator, Hashable
 from typing import Any, TypeVar
 
 import httpx
 
-from ..core.engine import Flow
 from ..core.exchange import Fetch, HttpFailure, HttpOutcome, HttpRequest, ResponseReader
-from ..models import TokenInfo
+from ..core.needs import Joint, Pause, Store
+from .store import NO_STORE, SyncStoreDriver
 from .transport import build_request, client_options, failure_reason
 
 __all__ = ["SyncShell"]
@@ -63,8 +63,14 @@ class ThreadFlights:
 class SyncShell:
     """Performs the HTTP a flow asks for, once per key, with a bounded ``httpx.Client``."""
 
-    def __init__(self, timeout: float, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        client: httpx.Client | None = None,
+        store: SyncStoreDriver | None = None,
+    ) -> None:
         self._timeout = timeout
+        self._store = store
         self._client = client
         self._owned = client is None
         self._lock = threading.Lock()
@@ -77,15 +83,30 @@ class SyncShell:
                     self._client = httpx.Client(**client_options(self._timeout))
         return self._client
 
-    def run(self, flow: Flow) -> TokenInfo:
-        """Drive ``flow`` to its end and return its TokenInfo (or let its error out)."""
+    def run(self, flow: Generator[Any, Any, T]) -> T:
+        """Drive ``flow`` to its end and return its value (or let its error out)."""
         try:
-            fetch = next(flow)
+            need = next(flow)
             while True:
-                result = self._flights.run(fetch.key, functools.partial(self._fulfil, fetch))
-                fetch = flow.send(result)
+                if type(need) is Fetch:
+                    result = self._flights.run(need.key, functools.partial(self._fulfil, need))
+                else:
+                    result = self._other(need)
+                need = flow.send(result)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+
+    def _other(self, need: Any) -> Any:
+        """The needs that are not HTTP (:mod:`tokenguard.core.needs`)."""
+        if type(need) is Store:
+            store = self._store
+            return need.complete(store.perform(need.ops) if store else NO_STORE)
+        if type(need) is Joint:
+            return self._flights.run(need.key, lambda: self.run(need.start()))
+        if type(need) is Pause:
+            time.sleep(need.seconds)
+            return None
+        raise TypeError(f"unknown need {type(need).__name__}")
 
     def _fulfil(self, fetch: Fetch) -> Any:
         return fetch.complete(self.perform(fetch.build()))

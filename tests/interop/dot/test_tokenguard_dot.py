@@ -50,14 +50,23 @@ def make_guard(
             )
         ],
         policies=[
-            Policy(name="orders", audience=orders, required_scopes=["orders:read"], mode="hybrid"),
+            # DOT answers aud only for tokens requested with an RFC 8707 resource, so
+            # these policies opt out of the default requirement (issue 14's decision).
+            Policy(
+                name="orders",
+                audience=orders,
+                required_scopes=["orders:read"],
+                mode="hybrid",
+                require_introspection_audience=False,
+            ),
             Policy(
                 name="live",
                 audience=orders,
                 required_scopes=["orders:read"],
                 mode="high_assurance",
+                require_introspection_audience=False,
             ),
-            Policy(name="strict-aud", audience=orders, require_introspection_audience=True),
+            Policy(name="strict-aud", audience=orders),  # the default: aud required
         ],
     )
 
