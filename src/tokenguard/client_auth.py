@@ -37,7 +37,9 @@ def positional(data: dict[str, Any], **given: Any) -> dict[str, Any]:
 
 
 class _Auth(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True
+    )
 
     def apply(self, form: dict[str, str], headers: dict[str, str], *, audience: str) -> None:
         """Add this method's credentials to an introspection request."""

@@ -42,7 +42,9 @@ class Issuer(BaseModel):
     ``allow_insecure_http`` permits ``http://`` URLs, and only on a loopback host.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True
+    )
 
     issuer: str
     jwks_uri: str | None = None
@@ -135,7 +137,9 @@ class Policy(BaseModel):
             default) keeps every claim.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True
+    )
 
     name: str = Field(min_length=1)
     audience: str = Field(min_length=1)
@@ -210,7 +214,9 @@ class Settings(BaseModel):
     way, for the service's own logs and metrics.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True
+    )
 
     http_timeout: float = Field(default=5.0, gt=0, le=60)
     max_token_length: int = Field(default=16384, ge=256, le=1_048_576)
@@ -241,7 +247,9 @@ class Settings(BaseModel):
 class GuardConfig(BaseModel):
     """A whole guard configuration, checked for consistency between its parts."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True
+    )
 
     issuers: tuple[Issuer, ...] = Field(min_length=1)
     policies: tuple[Policy, ...] = Field(min_length=1)

@@ -30,7 +30,7 @@ class TokenInfo(BaseModel):
     cached answer stores each value once.
     """
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
     active: bool = True
     issuer: str | None = None

@@ -272,9 +272,10 @@ class Engine:
             if not keys:
                 raise InvalidSignature("No trusted key matches the token")
             verify_signature(jws, keys)
-            token_ids += (signed_content_id(jws.signing_input),)
-            if claims.token_id is not None:
-                token_ids += (jti_revocation_id(issuer.issuer, claims.token_id),)
+            if self.revocations.active:  # two SHA-256 a first-seen token need not pay
+                token_ids += (signed_content_id(jws.signing_input),)
+                if claims.token_id is not None:
+                    token_ids += (jti_revocation_id(issuer.issuer, claims.token_id),)
             source: Any = "jwt"
             if path is Route.BOTH:
                 introspected, was_cached = yield from self._introspect(
