@@ -21,7 +21,11 @@ import platform
 import sys
 from collections import Counter
 from importlib.metadata import version
+from pathlib import Path
 from time import perf_counter
+
+# The retention table reuses the attacker shapes of tests/security/test_retention.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import _footprint
 import _jwt_bench

@@ -41,7 +41,8 @@ _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 _FILLER = secrets.token_urlsafe(6_750)
 
 
-def _guard() -> TokenGuard:
+def guard() -> TokenGuard:
+    """A guard trusting one issuer with a static RSA key (no network at all)."""
     jwk = forge.jwk_of(_KEY.public_key(), kid="k1", alg="RS256")
     return TokenGuard(
         issuers=[Issuer(ISSUER, static_jwks={"keys": [jwk]})],
@@ -112,14 +113,29 @@ SHAPES: dict[str, Callable[[int], str]] = {
 }
 
 
-def _retained(guard: TokenGuard, tokens: list[str]) -> int:
+def refusal(guard_: TokenGuard, token: str) -> str:
+    """The error class a token is refused with."""
+    try:
+        guard_.validate(token, "api")
+    except TokenGuardError as error:
+        return type(error).__name__
+    raise AssertionError("an attacker's token passed")
+
+
+def retained_after(guard_: TokenGuard, build: Callable[[int], str], count: int) -> int:
+    """Bytes still allocated after ``count`` tokens of a shape were refused (after a
+    warm-up: first-time imports and lazily built tables are not retention)."""
+    for n in range(200):
+        with contextlib.suppress(TokenGuardError):
+            guard_.validate(build(-n - 1), "api")
+    tokens = [build(n) for n in range(count)]
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         for token in tokens:
             try:
-                guard.validate(token, "api")
+                guard_.validate(token, "api")
             except TokenGuardError:
                 continue
             raise AssertionError("an attacker's token passed")
@@ -131,26 +147,14 @@ def _retained(guard: TokenGuard, tokens: list[str]) -> int:
 
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_refused_tokens_leave_nothing_behind(shape: str) -> None:
-    build = SHAPES[shape]
-    guard = _guard()
-    # Warm-up: first-time imports, lazily built tables and the like are not retention.
-    for n in range(200):
-        with contextlib.suppress(TokenGuardError):
-            guard.validate(build(-n - 1), "api")
-    tokens = [build(n) for n in range(TOKENS)]
-    retained = _retained(guard, tokens)
+    retained = retained_after(guard(), SHAPES[shape], TOKENS)
     assert retained <= BUDGET, f"{shape}: {retained:,} bytes kept after {TOKENS:,} refusals"
 
 
 def test_the_shapes_are_refused_for_the_reason_they_aim_at() -> None:
     """The shapes reach the step they target (a shape refused earlier tests nothing)."""
-    guard = _guard()
-    reasons = {}
-    for shape, build in SHAPES.items():
-        try:
-            guard.validate(build(1), "api")
-        except TokenGuardError as error:
-            reasons[shape] = type(error).__name__
+    guard_ = guard()
+    reasons = {shape: refusal(guard_, build(1)) for shape, build in SHAPES.items()}
     assert reasons == {
         "huge-alg": "InvalidSignature",
         "unique-member-names": "InvalidSignature",
@@ -165,7 +169,7 @@ def test_the_shapes_are_refused_for_the_reason_they_aim_at() -> None:
 def test_a_verified_token_shares_its_scope_set() -> None:
     """Sharing is for verified tokens: two genuine tokens with one scope string share one
     frozenset (memory per cached token), which a refused token never enters."""
-    guard = _guard()
+    guard_ = guard()
     scope = f"read:{secrets.token_hex(4)} write"
     tokens = [
         forge.compact(
@@ -175,11 +179,11 @@ def test_a_verified_token_shares_its_scope_set() -> None:
         )
         for _ in range(2)
     ]
-    first, second = (guard.validate(t, "api") for t in tokens)
+    first, second = (guard_.validate(t, "api") for t in tokens)
     assert first.scopes is second.scopes
     refused = _token({"alg": "RS256", "typ": "at+jwt"}, _claims(scope=scope + " admin"))
     with pytest.raises(TokenGuardError):
-        guard.validate(refused, "api")
+        guard_.validate(refused, "api")
     from tokenguard.core import claims as claims_module
 
     assert scope + " admin" not in claims_module._SCOPE_SETS
