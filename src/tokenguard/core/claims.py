@@ -88,7 +88,6 @@ class Claims(NamedTuple):
 
 _ABSENT: Any = object()
 _STRING_CLAIMS = ("iss", "sub", "client_id", "username", "jti", "token_type", "acr")
-_DATE_CLAIMS = ("exp", "iat", "nbf", "auth_time")
 
 
 def _numeric_date(value: Any, name: str) -> float:
@@ -172,10 +171,15 @@ def read_claims(raw: dict[str, Any]) -> Claims:
         value = get(name, _ABSENT)
         if value is not _ABSENT and type(value) is not str:
             raise InvalidClaims(f"The {name} claim must be a string")
-    exp, iat, nbf, auth_time = (
-        None if (value := get(name, _ABSENT)) is _ABSENT else _numeric_date(value, name)
-        for name in _DATE_CLAIMS
-    )
+    # Unrolled (no generator): this runs for every first-seen token.
+    exp = get("exp", _ABSENT)
+    exp = None if exp is _ABSENT else _numeric_date(exp, "exp")
+    iat = get("iat", _ABSENT)
+    iat = None if iat is _ABSENT else _numeric_date(iat, "iat")
+    nbf = get("nbf", _ABSENT)
+    nbf = None if nbf is _ABSENT else _numeric_date(nbf, "nbf")
+    auth_time = get("auth_time", _ABSENT)
+    auth_time = None if auth_time is _ABSENT else _numeric_date(auth_time, "auth_time")
     aud = get("aud", _ABSENT)
     amr = get("amr", _ABSENT)
     cnf = get("cnf", _ABSENT)

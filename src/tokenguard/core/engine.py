@@ -287,7 +287,7 @@ class Engine:
                 claims, source=source, issuer=issuer.issuer, token_type=jws.typ, keep=policy.keep
             )
 
-        if self.revocations.refuses(
+        if self.revocations.active and self.revocations.refuses(
             token_ids=token_ids,
             issuer=issuer.issuer,
             subject=claims.subject,
