@@ -5,6 +5,7 @@
     python benchmarks/run.py --markdown   # the same tables as Markdown (docs/performance.md)
     python benchmarks/run.py --profile    # also cProfile tokenguard's first-seen RS256 path
     python benchmarks/run.py --as-subprocess  # introspection tables: AuthServer in a child
+    python benchmarks/run.py --results DIR  # also DIR/results.json and the figures (plots.py)
 
 Sections: local JWT validation per algorithm (tokenguard vs a bare signature verify,
 PyJWT and joserfc), opaque-token introspection (sync and 64-way async, vs plain httpx),
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import _footprint
 import _jwt_bench
 import _opaque_bench
+import plots
 from _common import Budget, Table
 from _target import LocalTarget, RemoteTarget
 
@@ -113,7 +115,11 @@ class LogCounter(logging.Handler):
         return table
 
 
+SHOWN: list[Table] = []  # every table of the run, for --results
+
+
 def show(table: Table, markdown: bool) -> None:
+    SHOWN.append(table)
     print(table.render(markdown=markdown), end="\n\n", flush=True)
 
 
@@ -133,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         "--sections",
         default=",".join(SECTIONS),
         help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        metavar="DIR",
+        help="write the tables to DIR/results.json and draw the figures there",
     )
     args = parser.parse_args(argv)
     wanted = set(args.sections.split(","))
@@ -189,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         spent.append(f"{name} {at - previous:.1f}")
         previous = at
     print(f"total benchmark time: {perf_counter() - began:.1f} s ({', '.join(spent)})")
+    if args.results:
+        saved = plots.save(args.results, SHOWN, quick=budget.quick)
+        for path in [saved, *plots.draw(plots.load(saved), args.results)]:
+            print(f"wrote {path}")
     return 0
 
 

@@ -14,22 +14,27 @@ from .bearer import bearer_token
 from .client_auth import BearerToken, ClientSecretBasic, ClientSecretPost, PrivateKeyJWT
 from .config import GuardConfig, Issuer, Mode, Policy, Settings, load_config
 from .core.detect import TokenFormat, detect
+from .core.dpop import DPoPProof
 from .errors import (
+    Challenge,
     ConfigurationError,
     ExpiredToken,
     InactiveToken,
     InsufficientScope,
     InvalidAudience,
     InvalidClaims,
+    InvalidDPoPProof,
     InvalidRequest,
     InvalidSignature,
     InvalidToken,
+    InvalidTokenBinding,
     MalformedToken,
     MissingToken,
     TokenGuardError,
     TokenNotYetValid,
     UnsupportedToken,
     UntrustedIssuer,
+    UseDPoPNonce,
     ValidationUnavailable,
 )
 from .guard import TokenGuard
@@ -57,18 +62,22 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BearerToken",
+    "Challenge",
     "ClientSecretBasic",
     "ClientSecretPost",
     "ConfigurationError",
+    "DPoPProof",
     "ExpiredToken",
     "GuardConfig",
     "InactiveToken",
     "InsufficientScope",
     "InvalidAudience",
     "InvalidClaims",
+    "InvalidDPoPProof",
     "InvalidRequest",
     "InvalidSignature",
     "InvalidToken",
+    "InvalidTokenBinding",
     "Issuer",
     "MalformedToken",
     "MissingToken",
@@ -83,6 +92,7 @@ __all__ = [
     "TokenNotYetValid",
     "UnsupportedToken",
     "UntrustedIssuer",
+    "UseDPoPNonce",
     "ValidationUnavailable",
     "__version__",
     "bearer_token",

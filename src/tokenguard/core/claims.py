@@ -17,7 +17,6 @@ from ..errors import (
     InvalidAudience,
     InvalidClaims,
     TokenNotYetValid,
-    UnsupportedToken,
 )
 from ..models import TokenInfo, TokenSource, freeze
 
@@ -25,7 +24,6 @@ __all__ = [
     "REGISTERED_CLAIMS",
     "Claims",
     "check_audience",
-    "check_binding",
     "check_times",
     "minimise",
     "read_claims",
@@ -235,13 +233,6 @@ def check_audience(claims: Claims, audience: str, *, required: bool) -> None:
         return
     if audience not in claims.audience:
         raise InvalidAudience()
-
-
-def check_binding(claims: Claims, *, allow_sender_constrained: bool) -> None:
-    """A token bound to a key (``cnf``: DPoP RFC 9449, mTLS RFC 8705) is not a bearer
-    token: refuse it unless the policy says the caller checks the proof of possession."""
-    if claims.cnf and not allow_sender_constrained:
-        raise UnsupportedToken("Sender-constrained tokens need a proof of possession")
 
 
 def minimise(raw: dict[str, Any], keep: frozenset[str] | None) -> dict[str, Any]:

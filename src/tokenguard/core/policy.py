@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ..config import GuardConfig, Issuer, Policy
 from ..errors import ConfigurationError, MalformedToken, UnsupportedToken
+from .binding import BindingRules, binding_rules
 from .claims import REGISTERED_CLAIMS
 from .detect import TokenFormat
 from .discovery import MetadataState
@@ -68,6 +69,7 @@ class PolicyRuntime:
     active_cache_age: float  # how old a cached "active" introspection answer may be
     inactive_cache_age: float
     verified_cache_ttl: float  # 0: never use the verified-token cache
+    binding: BindingRules  # DPoP / mTLS (core/binding.py)
     keep: frozenset[str] | None  # the claims kept of a validated token (None: all)
 
 
@@ -159,6 +161,7 @@ def _policy_runtime(policy: Policy, issuers: dict[str, IssuerRuntime]) -> Policy
         else policy.introspection_cache_ttl,
         inactive_cache_age=0.0 if high else policy.inactive_cache_ttl,
         verified_cache_ttl=0.0 if high else policy.verified_cache_ttl,
+        binding=binding_rules(policy),
         keep=None if policy.claims is None else REGISTERED_CLAIMS | frozenset(policy.claims),
     )
 
