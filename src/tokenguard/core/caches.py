@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..models import TokenInfo
-from .claims import read_claims, share
+from .claims import pooled, read_claims, share
 from .introspection import IntrospectionRecord
 
 __all__ = ["Generations", "IntrospectionCache", "VerifiedCache", "token_digest"]
@@ -93,12 +93,7 @@ _SHAPES_MAX = 1024
 
 
 def _shape(value: Any) -> Any:
-    found = _SHAPES.get(value)
-    if found is None:
-        if len(_SHAPES) >= _SHAPES_MAX:
-            _SHAPES.clear()
-        _SHAPES[value] = found = value
-    return found
+    return pooled(_SHAPES, value, _SHAPES_MAX)
 
 
 def _layout(claims: Any) -> tuple[tuple[str, ...], list[Any]]:

@@ -254,11 +254,18 @@ def share(value: str) -> str:
     and length, and cleared when full (rule 1, docs/security.md)."""
     if len(value) > _SHARE_LENGTH:
         return value
-    found = _SHARED.get(value)
+    found: str = pooled(_SHARED, value, _SHARE_MAX)
+    return found
+
+
+def pooled(pool: dict[Any, Any], value: Any, maximum: int) -> Any:
+    """The one copy of ``value`` kept in ``pool`` (a verified value: see :func:`share`),
+    added if new; the pool is cleared when it holds ``maximum`` values."""
+    found = pool.get(value)
     if found is None:
-        if len(_SHARED) >= _SHARE_MAX:
-            _SHARED.clear()
-        _SHARED[value] = found = value
+        if len(pool) >= maximum:
+            pool.clear()
+        pool[value] = found = value
     return found
 
 
