@@ -68,7 +68,7 @@ class Budget:
             async_repeats=1,
             concurrency=64,
             stampede=1000,
-            memory_tokens=3000,
+            memory_tokens=1000,
             intro_memory_tokens=200,
             import_runs=3,
         )

@@ -188,7 +188,7 @@ def verified_cache_breakdown(count: int) -> Table:
 
 
 def memory_tables(server: AuthServer, budget: Budget) -> list[Table]:
-    sample = min(budget.memory_tokens, 1000 if budget.quick else 5000)
+    sample = min(budget.memory_tokens, 500 if budget.quick else 5000)
     return [memory_table(budget), verified_cache_breakdown(sample), retention_table(budget)]
 
 
@@ -234,7 +234,7 @@ def retention_table(budget: Budget) -> Table:
     """Rule 1: what refused tokens of each attacker shape leave allocated."""
     from tests.security import test_retention as shapes
 
-    count = 300 if budget.quick else 20_000
+    count = 200 if budget.quick else 20_000
     table = Table(
         f"Memory kept after {count:,} refused tokens per attacker shape (rule 1)",
         ("shape", "refused as", "bytes kept", "per token", f"budget {shapes.BUDGET:,} B"),
@@ -242,7 +242,7 @@ def retention_table(budget: Budget) -> Table:
     guard = shapes.guard()
     for shape, build in shapes.SHAPES.items():
         reason = shapes.refusal(guard, build(-1))
-        kept = shapes.retained_after(guard, [build(n) for n in range(count)])
+        kept = shapes.retained_after(guard, build, count)
         table.rows.append(
             (
                 shape,
