@@ -9,6 +9,7 @@ unresolved API reference; the HTML check also covers what only exists after rend
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -16,6 +17,8 @@ import sys
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
@@ -190,4 +193,37 @@ def test_every_public_name_is_in_the_api_reference() -> None:
     assert not missing, (
         f"public names missing from the API reference: {missing}. Add `::: NAME` to the "
         "page of docs/reference/ where it belongs (mkdocstrings renders its docstring)."
+    )
+
+
+def _hooks() -> Any:
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "tools/docs/hooks.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_links_out_of_docs_become_text_and_broken_ones_stay() -> None:
+    hooks = _hooks()
+    page = SimpleNamespace(file=SimpleNamespace(abs_src_path=str(DOCS / "concepts.md")))
+    config = {"docs_dir": str(DOCS)}
+    markdown = (
+        "[the README](../README.md), [`tests/`](../tests), [nothing](../no-such-file.md), "
+        "[a page](security.md), [a site](https://example.com/)"
+    )
+    assert hooks.on_page_markdown(markdown, page, config) == (
+        "the README (`README.md` in the repository), `tests/` (in the repository), "
+        "[nothing](../no-such-file.md), [a page](security.md), [a site](https://example.com/)"
+    )
+
+
+def test_readme_links_into_docs_become_page_links() -> None:
+    hooks = _hooks()
+    assert (
+        hooks.rewrite_links(
+            "[c](docs/concepts.md#caches), [x](CONTRIBUTING.md), [e](examples/app.py), [w](#run-it)"
+        )
+        == "[c](concepts.md#caches), [x](contributing.md), e, [w](#run-it)"
     )

@@ -1,10 +1,12 @@
-"""mkdocs hooks: the site's home page is the README, generated at build time.
+"""mkdocs hooks: pages written for the repository, served as a site.
 
-The README is written for the repository (links into ``docs/``), the site serves
-``docs/`` as its root: links are rewritten to the pages they name. A link to a file of
-the repository that is not a page of the site keeps its text and loses the link (the
-strict build would otherwise fail on it), except ``CONTRIBUTING.md``, which the site
-also serves.
+* The home page is the README and ``contributing.md`` is CONTRIBUTING.md, generated at
+  build time. They are written for the repository root (links into ``docs/``); the
+  site serves ``docs/`` as its root, so links are rewritten to the pages they name.
+* A link from a page to a file of the repository outside ``docs/`` (``../examples``,
+  ``../src/tokenguard/edge.py``) works on GitHub but has no page on the site: it keeps
+  its text, followed by the path, and loses the link. A link to a file that does not
+  exist stays as written, so the strict build still fails on it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,30 @@ def rewrite_links(markdown: str) -> str:
         if path in GENERATED:
             return f"[{text}]({GENERATED[path]}{'#' + anchor if anchor else ''})"
         return text
+
+    return _LINK.sub(replace, markdown)
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, **kwargs: Any) -> str:
+    source = page.file.abs_src_path
+    if source is None:  # generated pages: rewritten in on_files
+        return markdown
+    here = Path(source).parent
+    docs = Path(config["docs_dir"]).resolve()
+
+    def replace(match: re.Match[str]) -> str:
+        url = match["url"]
+        if re.match(r"[a-z][a-z0-9+.-]*:|#", url):
+            return match[0]
+        target = (here / url.partition("#")[0]).resolve()
+        if target.is_relative_to(docs) or not target.exists():
+            return match[0]
+        if not target.is_relative_to(ROOT):
+            return match[0]
+        shown = target.relative_to(ROOT).as_posix() + ("/" if target.is_dir() else "")
+        if match["text"].strip("`").rstrip("/") == shown.rstrip("/"):
+            return f"`{shown}` (in the repository)"
+        return f"{match['text']} (`{shown}` in the repository)"
 
     return _LINK.sub(replace, markdown)
 

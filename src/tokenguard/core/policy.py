@@ -14,6 +14,7 @@ from .claims import REGISTERED_CLAIMS
 from .detect import TokenFormat
 from .discovery import MetadataState
 from .jwks import JwksState, KeySet, static_keyset
+from .requirements import StepUp
 
 __all__ = [
     "IssuerRuntime",
@@ -70,7 +71,8 @@ class PolicyRuntime:
     inactive_cache_age: float
     verified_cache_ttl: float  # 0: never use the verified-token cache
     binding: BindingRules  # DPoP / mTLS (core/binding.py)
-    keep: frozenset[str] | None  # the claims kept of a validated token (None: all)
+    step_up: StepUp | None = None  # RFC 9470 acr_values / max_age
+    keep: frozenset[str] | None = None  # the claims kept of a validated token (None: all)
 
 
 def route(fmt: TokenFormat, policy: PolicyRuntime) -> Route:
@@ -162,6 +164,7 @@ def _policy_runtime(policy: Policy, issuers: dict[str, IssuerRuntime]) -> Policy
         inactive_cache_age=0.0 if high else policy.inactive_cache_ttl,
         verified_cache_ttl=0.0 if high else policy.verified_cache_ttl,
         binding=binding_rules(policy),
+        step_up=StepUp.of(policy.acr_values, policy.max_age),
         keep=None if policy.claims is None else REGISTERED_CLAIMS | frozenset(policy.claims),
     )
 
