@@ -307,7 +307,7 @@ COLD_START = (
     "n = int(time.time()); "
     "h = e(json.dumps({'alg': 'HS256', 'typ': 'at+jwt'}).encode()); "
     "p = e(json.dumps({'iss': 'https://as.example', 'aud': 'api', 'sub': 'a', 'iat': n, "
-    "'exp': n + 60}).encode()); "
+    "'exp': n + 60, 'client_id': 'c', 'jti': 'j'}).encode()); "
     "t = f'{h}.{p}.' + e(hmac.digest(k, f'{h}.{p}'.encode(), 'sha256')); "
     "g = tokenguard.TokenGuard(issuers=[tokenguard.Issuer('https://as.example', "
     "static_jwks={'keys': [{'kty': 'oct', 'k': e(k)}]})], "

@@ -62,6 +62,8 @@ def _claims(**extra: object) -> dict[str, object]:
     claims: dict[str, object] = {
         "iss": ISSUER,
         "sub": "alice",
+        "client_id": "app",
+        "jti": "j-1",
         "aud": AUDIENCE,
         "iat": now,
         "exp": now + 600,

@@ -50,7 +50,8 @@ k = b"k" * 32
 e = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 n = int(time.time())
 h = e(json.dumps({"alg": "HS256", "typ": "at+jwt"}).encode())
-p = e(json.dumps({"iss": "https://as.example", "aud": "api", "iat": n, "exp": n + 60}).encode())
+claims = {"iss": "https://as.example", "aud": "api", "iat": n, "exp": n + 60}
+p = e(json.dumps({**claims, "sub": "a", "client_id": "c", "jti": "j"}).encode())
 t = f"{h}.{p}." + e(hmac.digest(k, f"{h}.{p}".encode(), "sha256"))
 g = tokenguard.TokenGuard(
     issuers=[
