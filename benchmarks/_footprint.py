@@ -70,9 +70,11 @@ def verified_cache_bytes(
 ) -> float:
     """Bytes per verified-cache entry, filled by validating ``count`` new HS256 tokens."""
     secret = secrets.token_bytes(32)
+    # A long verified-cache TTL: a fill of 100,000 on a slow machine may take minutes.
+    policy = hs_policy(POLICY, claims).model_copy(update={"verified_cache_ttl": 3600.0})
     guard = TokenGuard(
         issuers=[hs_issuer(secret)],
-        policies=[hs_policy(POLICY, claims)],
+        policies=[policy],
         # Twice the fill: the cache keeps at least half its size (Generations), so
         # nothing of the fill is evicted and every entry is measured.
         settings=Settings(verified_cache_size=2 * count + 2),
