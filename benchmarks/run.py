@@ -28,6 +28,7 @@ from time import perf_counter
 # The retention table reuses the attacker shapes of tests/security/test_retention.py.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import _dpop_bench
 import _footprint
 import _jwt_bench
 import _opaque_bench
@@ -39,7 +40,7 @@ import tokenguard
 from tokenguard.testing import AuthServer
 
 #: The sections of a run, in order (``--sections`` picks some).
-SECTIONS = ("jwt", "opaque", "stampede", "memory", "import")
+SECTIONS = ("jwt", "dpop", "opaque", "stampede", "memory", "import")
 
 
 def cpu_model() -> str:
@@ -176,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             for table in _jwt_bench.run(server, budget):
                 show(table, markdown)
             lap("jwt")
+        if "dpop" in wanted:
+            for table in _dpop_bench.run(server, budget):
+                show(table, markdown)
+            lap("dpop")
         if "opaque" in wanted:
             with RemoteTarget() if args.as_subprocess else LocalTarget(server) as target:
                 for table in _opaque_bench.run(target, budget):

@@ -27,7 +27,15 @@ def test_benchmark_quick_run(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    for table in ("RS256", "ES256", "EdDSA", "HS256", "Stampede", "Memory per cached token"):
+    for table in (
+        "RS256",
+        "ES256",
+        "EdDSA",
+        "HS256",
+        "DPoP-bound JWT",
+        "Stampede",
+        "Memory per cached token",
+    ):
         assert table in result.stdout
     # --results: the tables as JSON and the figures of docs/performance-figures.md.
     assert (tmp_path / "results.json").is_file()

@@ -48,6 +48,9 @@ class Issuer(BaseModel):
     when needed). ``client_auth`` is required to introspect. ``static_jwks`` adds keys
     configured locally (the only place an HMAC ``oct`` key may come from).
     ``allow_insecure_http`` permits ``http://`` URLs, and only on a loopback host.
+    ``signed_introspection`` asks for and requires signed introspection answers (RFC 9701:
+    ``application/token-introspection+jwt``, verified against the issuer's keys; a plain
+    JSON answer is then refused with 503).
     """
 
     model_config = ConfigDict(
@@ -61,9 +64,17 @@ class Issuer(BaseModel):
     metadata_url: str | None = None
     static_jwks: Mapping[str, Any] | None = Field(default=None, repr=False)
     allow_insecure_http: bool = False
+    signed_introspection: bool = False
 
     def __init__(self, issuer: str | None = None, /, **data: Any) -> None:
         super().__init__(**positional(data, issuer=issuer))
+
+    @model_validator(mode="after")
+    def _signed_needs_client_id(self) -> Issuer:
+        # RFC 9701 §5: the signed answer's aud is the client id of the resource server.
+        if self.signed_introspection and not getattr(self.client_auth, "client_id", None):
+            raise ValueError("signed_introspection needs a client_auth with a client_id")
+        return self
 
     @model_validator(mode="after")
     def _check_urls(self) -> Issuer:

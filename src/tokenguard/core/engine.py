@@ -40,9 +40,15 @@ from .claims import (
 )
 from .detect import TokenFormat, detect
 from .discovery import Metadata
-from .dpop import DPoPProof, verify_proof
+from .dpop import DPoPProof
 from .exchange import Fetch, HttpOutcome, HttpRequest, HttpResponse
-from .introspection import IntrospectionRecord, build_request, check_record, read_response
+from .introspection import (
+    IntrospectionRecord,
+    build_request,
+    check_record,
+    read_document,
+    read_response,
+)
 from .jose import JWS, check_typ, parse_jws, strict_json, verify_signature
 from .jwks import VerificationKey
 from .mtls import ClientCertificate
@@ -64,6 +70,7 @@ from .revocation import (
     signed_content_id,
     token_revocation_id,
 )
+from .signed_introspection import SignedAnswer, read_signed_response
 from .urls import well_known_urls
 
 __all__ = ["Engine", "Flow"]
@@ -363,7 +370,7 @@ class Engine:
         ):
             raise InactiveToken("The access token has been revoked")
         if proof is not None:
-            verify_proof(proof)  # the DPoP proof's signature, once the token's verified
+            self.binder.verify(proof)  # the DPoP proof's signature, once the token's verified
         # Authorisation last, so an expired token is reported as expired.
         if not policy.required_scopes <= info.scopes:
             raise InsufficientScope(policy.required_scopes)
@@ -563,6 +570,8 @@ class Engine:
         era = revocations.era(digest, high_assurance=high)
         sent = [began]
 
+        signed = issuer.config.signed_introspection  # RFC 9701
+
         def build() -> HttpRequest:
             # From here on, the answer is "obtained before" any later forget (rule 3);
             # under high_assurance, validations that start now need a request of their own.
@@ -573,11 +582,26 @@ class Engine:
                 client_auth,
                 issuer=issuer.issuer,
                 max_bytes=self.settings.max_introspection_bytes,
+                signed=signed,
             )
 
-        def complete(outcome: HttpOutcome) -> IntrospectionRecord | TokenGuardError:
+        def complete(outcome: HttpOutcome) -> IntrospectionRecord | SignedAnswer | TokenGuardError:
+            if signed:  # verified by each flow with the issuer's keys, then absorbed
+                return read_signed_response(
+                    outcome,
+                    issuer=issuer.issuer,
+                    client_id=getattr(client_auth, "client_id", ""),
+                    algorithms=self._all_algorithms,
+                    max_age=self._max_leeway + self.settings.http_timeout,
+                    now=now,
+                )
             # Trimmed to what the policies asking this issuer keep, before it is cached.
-            result = read_response(outcome, now, keep=self._introspection_keep.get(issuer.issuer))
+            keep = self._introspection_keep.get(issuer.issuer)
+            return absorb(read_response(outcome, now, keep=keep))
+
+        def absorb(
+            result: IntrospectionRecord | TokenGuardError,
+        ) -> IntrospectionRecord | TokenGuardError:
             if isinstance(result, IntrospectionRecord):
                 self.introspection_cache.put(issuer.issuer, digest, result)
                 if revocations.touched_since(digest, sent[0]):
@@ -591,9 +615,32 @@ class Engine:
         result = yield Fetch(
             key=("introspect", issuer.issuer, digest, *era), build=build, complete=complete
         )
+        if isinstance(result, SignedAnswer):
+            result = absorb((yield from self._signed_answer(issuer, policy, result, now)))
         if isinstance(result, TokenGuardError):
             raise copy.copy(result)  # the flight's error is shared; raise a fresh one
         return result, False
+
+    def _signed_answer(
+        self, issuer: IssuerRuntime, policy: PolicyRuntime, answer: SignedAnswer, now: float
+    ) -> Generator[Any, Any, IntrospectionRecord | TokenGuardError]:
+        """An RFC 9701 answer counts once its signature verifies with the issuer's keys
+        and an algorithm this policy accepts; else the server's answer is unusable (503)."""
+        jws = answer.jws
+        try:
+            if jws.algorithm.name not in policy.algorithms:
+                raise InvalidSignature()
+            keys = yield from self._keys(issuer, jws, now)
+            verify_signature(jws, keys)
+        except InvalidSignature:
+            log.warning("signed introspection answer of %s: signature not verified", issuer.issuer)
+            return ValidationUnavailable(
+                "The authorization server's signed answer is not acceptable"
+            )
+        return read_document(answer.document, now)
+
+
+_UNSIGNED = "The authorization server's signed answer is not acceptable"
 
 
 def _same(request: HttpRequest) -> HttpRequest:
