@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 
@@ -16,6 +16,9 @@ from .errors import InvalidToken
 from .models import TokenInfo
 from .shells.aio import AsyncShell
 from .shells.sync import SyncShell
+
+if TYPE_CHECKING:
+    from .redis import RedisFleet
 
 __all__ = ["TokenGuard"]
 
@@ -47,23 +50,31 @@ class TokenGuard:
         settings: Settings | Mapping[str, Any] | None = None,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
+        fleet: RedisFleet | None = None,
     ) -> None:
         data: dict[str, Any] = {"issuers": tuple(issuers), "policies": tuple(policies)}
         if settings is not None:
             data["settings"] = settings
-        self._init(build_config(**data), http_client, async_http_client)
+        self._init(build_config(**data), http_client, async_http_client, fleet)
 
     def _init(
         self,
         config: GuardConfig,
         http_client: httpx.Client | None,
         async_http_client: httpx.AsyncClient | None,
+        fleet: RedisFleet | None = None,
     ) -> None:
         self._engine = Engine(config)
         self._generic_errors = config.settings.error_descriptions == "generic"
         timeout = config.settings.http_timeout
-        self._sync = SyncShell(timeout, http_client)
-        self._async = AsyncShell(timeout, async_http_client)
+        if fleet is None and config.fleet is not None:
+            from .redis import RedisFleet
+
+            fleet = RedisFleet.from_settings(config.fleet)
+        self._fleet = fleet
+        store, async_store = fleet.attach(self._engine) if fleet is not None else (None, None)
+        self._sync = SyncShell(timeout, http_client, store)
+        self._async = AsyncShell(timeout, async_http_client, async_store)
 
     @classmethod
     def from_config(
@@ -72,10 +83,12 @@ class TokenGuard:
         *,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
+        fleet: RedisFleet | None = None,
     ) -> Self:
-        """Build a guard from a TOML file or a mapping (see :func:`tokenguard.load_config`)."""
+        """Build a guard from a TOML file or a mapping (see :func:`tokenguard.load_config`);
+        a ``[fleet]`` table joins it to a fleet (``tokenguard[redis]``)."""
         guard = cls.__new__(cls)
-        guard._init(load_config(source), http_client, async_http_client)
+        guard._init(load_config(source), http_client, async_http_client, fleet)
         return guard
 
     @property
@@ -154,14 +167,25 @@ class TokenGuard:
         """The async twin of :meth:`revoke_client`."""
         await self._async.run(self._engine.revoke_cutoff("client", client_id, issuer, before))
 
+    @property
+    def fleet(self) -> RedisFleet | None:
+        """The fleet this guard belongs to, if any."""
+        return self._fleet
+
     def close(self) -> None:
-        """Close the sync HTTP client the guard created (not one you passed in)."""
+        """Close the sync HTTP client the guard created (not one you passed in), and
+        leave the fleet."""
         self._sync.close()
+        if self._fleet is not None:
+            self._fleet.close()
 
     async def aclose(self) -> None:
-        """Close the HTTP clients the guard created (not ones you passed in)."""
+        """Close the HTTP clients the guard created (not ones you passed in), and leave
+        the fleet."""
         await self._async.aclose()
         self._sync.close()
+        if self._fleet is not None:
+            await self._fleet.aclose()
 
     def __enter__(self) -> Self:
         return self

@@ -10,11 +10,12 @@ shells drive the same generator, so every rule lives here exactly once.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import logging
 import time
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import GuardConfig, Policy
 from ..errors import (
@@ -44,6 +45,7 @@ from .exchange import Fetch, HttpOutcome, HttpRequest, HttpResponse
 from .introspection import IntrospectionRecord, build_request, check_record, read_response
 from .jose import JWS, check_typ, parse_jws, strict_json, verify_signature
 from .jwks import VerificationKey
+from .needs import Joint
 from .policy import IssuerRuntime, PolicyRuntime, Route, compile_config, route
 from .revocation import (
     Revocation,
@@ -55,6 +57,9 @@ from .revocation import (
     token_revocation_id,
 )
 from .urls import well_known_urls
+
+if TYPE_CHECKING:
+    from ..fleet.tier import FleetTier
 
 __all__ = ["Engine", "Flow"]
 
@@ -84,6 +89,7 @@ class Engine:
         )
         self.verified_cache = VerifiedCache(self.settings.verified_cache_size, self.policies)
         self.revocations = Revocations()
+        self.fleet: FleetTier | None = None  # set by a fleet attached to the guard
         self._all_algorithms = frozenset().union(*(p.algorithms for p in runtimes))
         self._max_leeway = max(p.leeway for p in runtimes)
         self._default = next(iter(self.policies.values())) if len(self.policies) == 1 else None
@@ -173,6 +179,8 @@ class Engine:
             found = [Revocation("token", token_revocation_id(digest), None, 0.0, self._until(now))]
         self.revocations.add_all(found, now)
         self.forget_digest(digest)
+        if self.fleet is not None:
+            yield from self.fleet.publish(found, self.fleet.forget_shared(digest, self.issuers))
 
     def revoke_cutoff(
         self, kind: RevocationKind, name: object, issuer: object, before: object
@@ -181,8 +189,8 @@ class Engine:
         now = time.time()
         revocation = cutoff(kind, name, issuer, before, now, self.issuers, self._until)
         self.revocations.add_all([revocation], now)
-        return
-        yield  # a generator, like every flow the shells drive
+        if self.fleet is not None:
+            yield from self.fleet.publish([revocation])
 
     def _until(self, now: float, exp: float | None = None) -> float:
         """How long a revocation is kept: until the token's ``exp`` (plus leeway) or,
@@ -492,12 +500,53 @@ class Engine:
                     self.verified_cache.forget(digest)
             return result
 
-        result = yield Fetch(
+        fetch = Fetch(
             key=("introspect", issuer.issuer, digest, *era), build=build, complete=complete
         )
+        shared = False
+        if self.fleet is not None and (policy.active_cache_age or policy.inactive_cache_age):
+            result, shared = yield self._shared(fetch, issuer.issuer, digest, policy)
+        else:
+            result = yield fetch
         if isinstance(result, TokenGuardError):
             raise copy.copy(result)  # the flight's error is shared; raise a fresh one
-        return result, False
+        return result, shared
+
+    def _shared(self, fetch: Fetch, issuer: str, digest: bytes, policy: PolicyRuntime) -> Joint:
+        """The introspection step through the fleet: another process's answer, or one
+        request for the whole fleet (see :mod:`tokenguard.fleet.tier`)."""
+        fleet = self.fleet
+        assert fleet is not None
+        cache = self.introspection_cache
+
+        def accept(record: IntrospectionRecord) -> IntrospectionRecord | None:
+            now = time.time()
+            if record.fetched_at > now:  # another host's clock runs ahead: not older
+                record = dataclasses.replace(record, fetched_at=now)
+            if self.revocations.touched_after(digest, record.fetched_at):
+                return None  # fetched before this process forgot the token (rule 3)
+            cache.put(issuer, digest, record)
+            if not record.active:
+                self.verified_cache.forget(digest)
+            if self.revocations.touched_after(digest, record.fetched_at):
+                cache.forget(digest, (issuer,))
+                return None
+            return cache.get(
+                issuer,
+                digest,
+                now,
+                max_active_age=policy.active_cache_age,
+                max_inactive_age=policy.inactive_cache_age,
+            )
+
+        def keep_for(record: IntrospectionRecord) -> float:
+            return cache.until(record) - time.time()
+
+        ages = (policy.active_cache_age, policy.inactive_cache_age)
+        return Joint(
+            key=("fleet", fetch.key, ages),
+            start=functools.partial(fleet.introspect, issuer, digest, fetch, accept, keep_for),
+        )
 
 
 def _same(request: HttpRequest) -> HttpRequest:

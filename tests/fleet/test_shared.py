@@ -1,0 +1,66 @@
+"""Two guards in one fleet (the machine's Redis): one cache, one revocation."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tokenguard import InactiveToken
+from tokenguard.testing import AuthServer
+
+from ..conftest import Driver
+from .conftest import fleet_guard
+
+
+def test_answer_fetched_by_one_serves_the_other(
+    auth_server: AuthServer, redis_url: str, prefix: str, check: Driver
+) -> None:
+    a = fleet_guard(auth_server, redis_url, prefix)
+    b = fleet_guard(auth_server, redis_url, prefix)
+    try:
+        token = auth_server.issue_opaque(scopes=["orders:read"], subject="carol")
+        assert check(a, token).subject == "carol"
+        info = check(b, token)
+        assert info.subject == "carol"
+        assert info.cached  # from the fleet cache, not the AS
+        assert auth_server.request_count("introspection") == 1
+        assert b.fleet is not None
+        assert b.fleet.counters.shared_hits == 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_revocation_reaches_the_other_guard(
+    auth_server: AuthServer, redis_url: str, prefix: str, check: Driver
+) -> None:
+    a = fleet_guard(auth_server, redis_url, prefix)
+    b = fleet_guard(auth_server, redis_url, prefix)
+    try:
+        opaque = auth_server.issue_opaque(scopes=["orders:read"])
+        jwt = auth_server.issue_jwt(subject="dave", issued_at=time.time() - 5)
+        check(b, opaque)
+        check(b, jwt)
+        a.revoke(opaque)
+        a.revoke_subject("dave")
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                check(b, opaque)
+            except InactiveToken:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with pytest.raises(InactiveToken):
+            check(b, jwt)
+        # A guard that starts later loads the stored revocations before it serves.
+        c = fleet_guard(auth_server, redis_url, prefix)
+        with pytest.raises(InactiveToken):
+            check(c, opaque)
+        with pytest.raises(InactiveToken):
+            check(c, jwt)
+        c.close()
+    finally:
+        a.close()
+        b.close()
