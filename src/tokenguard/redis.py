@@ -157,6 +157,11 @@ class RedisFleet:
         return listener is not None and listener.synced.wait(timeout)
 
     @property
+    def pending(self) -> int:
+        """Revocations made while Redis was unavailable, not yet written to it."""
+        return 0 if self._tier is None else self._tier.pending
+
+    @property
     def counters(self) -> FleetCounters:
         """What the fleet tier saw: shared hits and misses, flights, rejected entries."""
         if self._tier is None:

@@ -38,13 +38,14 @@ def _derive(secret: bytes, purpose: bytes) -> bytes:
 class FleetKeys:
     """Entry names and sealing for one fleet (one secret, one prefix)."""
 
-    __slots__ = ("_aead", "_name_key", "prefix")
+    __slots__ = ("_aead", "_name_key", "_nonce_key", "prefix")
 
     def __init__(self, secret: bytes, prefix: str) -> None:
         if len(secret) < MIN_SECRET_BYTES:
             raise ValueError(f"the fleet secret must be at least {MIN_SECRET_BYTES} bytes")
         self.prefix = prefix.encode()
         self._name_key = _derive(secret, b"names")
+        self._nonce_key = _derive(secret, b"nonces")
         self._aead = AESGCM(_derive(secret, b"values"))
 
     def name(self, kind: bytes, ident: bytes) -> bytes:
@@ -56,9 +57,19 @@ class FleetKeys:
         """The Redis key (or channel) of a fleet-wide entry: ``prefix:kind``."""
         return b"%s:%s" % (self.prefix, kind)
 
-    def seal(self, name: bytes, plaintext: bytes) -> bytes:
-        """Encrypt and authenticate ``plaintext`` for the entry ``name``."""
-        nonce = os.urandom(_NONCE)
+    def seal(self, name: bytes, plaintext: bytes, *, deterministic: bool = False) -> bytes:
+        """Encrypt and authenticate ``plaintext`` for the entry ``name``.
+
+        ``deterministic``: the nonce is a MAC of name and plaintext (a synthetic IV), so
+        the same revocation sealed by any process is the same bytes and a sorted set
+        holds it once. Only equality of two sealed values is revealed, never content;
+        two different plaintexts never share a nonce.
+        """
+        if deterministic:
+            mac = hmac.new(self._nonce_key, name + b"\x00" + plaintext, hashlib.sha256)
+            nonce = mac.digest()[:_NONCE]
+        else:
+            nonce = os.urandom(_NONCE)
         return _VERSION + nonce + self._aead.encrypt(nonce, plaintext, name)
 
     def open(self, name: bytes, blob: object, max_bytes: int) -> bytes | None:

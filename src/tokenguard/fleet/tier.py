@@ -213,7 +213,7 @@ class FleetTier:
     def _revocation_ops(self, revocations: Iterable[Revocation], now: float) -> list[StoreOp]:
         ops: list[StoreOp] = []
         for revocation in revocations:
-            blob = self.keys.seal(self._set, encode_revocation(revocation))
+            blob = self.keys.seal(self._set, encode_revocation(revocation), deterministic=True)
             keep = max(revocation.until - now, 1.0)
             ops.append(StoreAdd(self._set, blob, revocation.until, now, keep))
             ops.append(StorePublish(self.channel, blob))
@@ -230,6 +230,11 @@ class FleetTier:
                 log.error("fleet outbox full: %d revocations will not reach Redis", excess)
         log.warning("revocation kept locally: Redis unavailable; it reaches the fleet on reconnect")
 
+    @property
+    def pending(self) -> int:
+        """How many revocations wait in the outbox."""
+        return len(self._outbox)
+
     def outbox_ops(self, now: float) -> tuple[list[Revocation], list[StoreOp]]:
         """The revocations waiting for Redis and the operations that write them."""
         with self._outbox_lock:
@@ -244,6 +249,12 @@ class FleetTier:
     def catch_up_op(self, now: float, limit: int) -> StoreRange:
         """The read that loads every revocation still in force."""
         return StoreRange(self._set, now, limit)
+
+    def reseed_ops(self, now: float) -> list[StoreOp]:
+        """Operations that write every revocation this process knows back to Redis (after
+        Redis lost its data, e.g. a restart without persistence); idempotent."""
+        known = self.revocations.entries(now)
+        return [op for op in self._revocation_ops(known, now) if type(op) is StoreAdd]
 
     def receive(self, blob: object, now: float) -> bool:
         """A revocation from the channel or the stored set; returns whether it was new."""

@@ -44,7 +44,7 @@ log = logging.getLogger("tokenguard.fleet")
 
 _PING_EVERY = 1.0
 _SILENCE = 3.0  # no PONG for this long: the server is gone (or paused)
-_MAX_BACKOFF = 2.0
+_MAX_BACKOFF = 1.0
 _CATCH_UP_LIMIT = 1_000_000
 
 
@@ -268,5 +268,13 @@ class RedisListener:
         loaded = self._driver.perform((self._tier.catch_up_op(now, _CATCH_UP_LIMIT),))
         if isinstance(loaded, StoreFailure) or isinstance(loaded[0], StoreFailure):
             raise redis.ConnectionError("catch-up failed")
-        for blob in loaded[0]:
+        stored = loaded[0]
+        for blob in stored:
             self._tier.receive(blob, now)
+        known = self._tier.revocations.entries(now)
+        if len(known) > len(stored):
+            # Redis lost revocations (restarted without persistence, or failed over to
+            # a replica behind): write back what this process knows.
+            reseed = self._tier.reseed_ops(now)
+            if reseed:
+                self._driver.perform(tuple(reseed))
