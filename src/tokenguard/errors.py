@@ -180,11 +180,17 @@ class InsufficientScope(TokenGuardError):
 
 class ValidationUnavailable(TokenGuardError):
     """The token could not be checked: the authorization server or its JWKS is unreachable
-    or answered nonsense, and nothing usable is cached. Never a pass: 503."""
+    or answered nonsense, and nothing usable is cached. Never a pass: 503. When tokenguard
+    knows when to try again, ``retry_after`` holds the seconds (an HTTP ``Retry-After``)."""
 
     status_code = 503
     error = "temporarily_unavailable"
     default_description = "Token validation is temporarily unavailable"
+
+    def __init__(self, description: str | None = None, *, retry_after: int | None = None) -> None:
+        #: Seconds after which asking again may succeed: send it as ``Retry-After``.
+        self.retry_after = retry_after
+        super().__init__(description)
 
 
 class ConfigurationError(TokenGuardError):

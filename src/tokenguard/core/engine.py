@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import functools
 import logging
+import math
 import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
@@ -264,7 +265,8 @@ class Engine:
         else:
             jws = parse_jws(token, policy.algorithms)
             claims, issuer = self._check_jwt_claims(jws, policy, now)
-            keys = yield from self._keys(issuer, jws, now)
+            issued_by = None if claims.iat is None else claims.iat + policy.leeway
+            keys = yield from self._keys(issuer, jws, now, issued_by)
             if not keys:
                 raise InvalidSignature("No trusted key matches the token")
             verify_signature(jws, keys)
@@ -359,15 +361,18 @@ class Engine:
     # -- the steps that may need the network ----------------------------------------
 
     def _keys(
-        self, issuer: IssuerRuntime, jws: JWS, now: float
+        self, issuer: IssuerRuntime, jws: JWS, now: float, issued_by: float | None = None
     ) -> Generator[Fetch, Any, tuple[VerificationKey, ...]]:
-        """Keys that may verify this token: static ones, then the (maybe refreshed) JWKS."""
+        """Keys that may verify this token: static ones, then the (maybe refreshed) JWKS.
+        ``issued_by``: the latest the token can have been issued (iat + leeway), for the
+        rule on keys that rotate without warning (:meth:`JwksState.wants_fetch`)."""
         alg, kid = jws.algorithm.name, jws.kid
         static = issuer.static.candidates(alg, kid) if issuer.static else ()
         state = issuer.jwks
         if state is None:
             return static
-        if state.wants_fetch(now, alg, kid):
+        fetched = state.wants_fetch(now, alg, kid, issued_by=issued_by)
+        if fetched:
             yield from self._fetch_jwks(issuer, now)
         keyset = state.usable(now)
         if keyset is None:
@@ -379,6 +384,14 @@ class Engine:
             # The key may be one we could not fetch: that is not knowable now, so 503,
             # never a 401 for a token that may be valid.
             raise ValidationUnavailable("The issuer's signing keys could not be refreshed")
+        if fetched:
+            state.refreshed_for(found=bool(keys))
+        elif not keys and (wait := state.retry_after(now, issued_by)) is not None:
+            # Maybe signed with a key published after our last fetch, and no refresh is
+            # allowed yet: not knowable now, so 503 with when to retry, never a 401.
+            raise ValidationUnavailable(
+                "The token's signing key is not known yet", retry_after=max(math.ceil(wait), 1)
+            )
         return keys
 
     def _fetch_jwks(self, issuer: IssuerRuntime, now: float) -> Generator[Fetch, Any, None]:
