@@ -22,6 +22,7 @@ __all__ = [
     "InvalidToken",
     "MalformedToken",
     "MissingToken",
+    "SecurityEventError",
     "TokenGuardError",
     "TokenNotYetValid",
     "UnsupportedToken",
@@ -199,3 +200,26 @@ class ConfigurationError(TokenGuardError):
     status_code = 500
     error = "server_error"
     default_description = "tokenguard is misconfigured"
+
+
+class SecurityEventError(TokenGuardError):
+    """A Security Event Token (RFC 8417) delivered by push (RFC 8935) was refused.
+
+    ``err`` is the RFC 8935 §2.3 error code (``invalid_request``, ``invalid_key``,
+    ``invalid_issuer``, ``invalid_audience``, ``authentication_failed``,
+    ``access_denied``); the receiver answers it as ``{"err": ..., "description": ...}``
+    with status 400 (401 for ``authentication_failed``).
+    """
+
+    status_code = 400
+    error = "invalid_request"
+    default_description = "The security event was refused"
+
+    def __init__(self, err: str, description: str | None = None) -> None:
+        self.err = err
+        if err == "authentication_failed":
+            self.status_code = 401
+        super().__init__(description)
+
+    def __repr__(self) -> str:
+        return f"SecurityEventError({self.err!r}, {self.description!r})"

@@ -12,6 +12,7 @@ import httpx
 
 from .config import GuardConfig, Issuer, Policy, Settings, build_config, load_config
 from .core.engine import Engine
+from .core.events import SecurityEvent
 from .errors import InvalidToken
 from .models import TokenInfo
 from .shells.aio import AsyncShell
@@ -166,6 +167,31 @@ class TokenGuard:
     ) -> None:
         """The async twin of :meth:`revoke_client`."""
         await self._async.run(self._engine.revoke_cutoff("client", client_id, issuer, before))
+
+    def handle_security_event(
+        self, token: str, *, issuer: str, audience: str, jwks_uri: str | None = None
+    ) -> SecurityEvent:
+        """Verify a Security Event Token (RFC 8417) from ``issuer`` addressed to
+        ``audience`` and apply the revocations it carries (CAEP session-revoked and
+        credential-change, RISC account events: subject cut-offs across the fleet).
+        Keys come from the configured issuer's JWKS, or from ``jwks_uri``. A SET already
+        applied (same issuer and ``jti``) is acknowledged again without effect. Raises
+        :class:`~tokenguard.SecurityEventError` (RFC 8935 §2.3 ``err``) or
+        :class:`~tokenguard.ValidationUnavailable` (keys unreachable: retry later).
+        :class:`tokenguard.events.SetReceiver` serves this as an RFC 8935 endpoint."""
+        flow = self._engine.security_event(
+            token, issuer=issuer, audience=audience, jwks_uri=jwks_uri
+        )
+        return self._sync.run(flow)
+
+    async def ahandle_security_event(
+        self, token: str, *, issuer: str, audience: str, jwks_uri: str | None = None
+    ) -> SecurityEvent:
+        """The async twin of :meth:`handle_security_event`."""
+        flow = self._engine.security_event(
+            token, issuer=issuer, audience=audience, jwks_uri=jwks_uri
+        )
+        return await self._async.run(flow)
 
     @property
     def fleet(self) -> RedisFleet | None:

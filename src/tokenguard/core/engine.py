@@ -18,7 +18,7 @@ import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from ..config import GuardConfig, Policy
+from ..config import GuardConfig, Issuer, Policy
 from ..errors import (
     ConfigurationError,
     InactiveToken,
@@ -26,6 +26,7 @@ from ..errors import (
     InvalidSignature,
     MalformedToken,
     MissingToken,
+    SecurityEventError,
     TokenGuardError,
     UntrustedIssuer,
     ValidationUnavailable,
@@ -42,16 +43,18 @@ from .claims import (
 )
 from .detect import TokenFormat, detect
 from .discovery import Metadata
+from .events import SecurityEvent, check_set_type, event_cutoffs, read_set
 from .exchange import Fetch, HttpOutcome, HttpRequest, HttpResponse
 from .introspection import IntrospectionRecord, build_request, check_record, read_response
 from .jose import JWS, check_typ, parse_jws, strict_json, verify_signature
 from .jwks import VerificationKey
 from .needs import Joint
-from .policy import IssuerRuntime, PolicyRuntime, Route, compile_config, route
+from .policy import IssuerRuntime, PolicyRuntime, Route, compile_config, issuer_runtime, route
 from .revocation import (
     Revocation,
     RevocationKind,
     Revocations,
+    SeenEvents,
     cutoff,
     jti_revocation_id,
     signed_content_id,
@@ -91,6 +94,8 @@ class Engine:
         self.verified_cache = VerifiedCache(self.settings.verified_cache_size, self.policies)
         self.revocations = Revocations()
         self.fleet: FleetTier | None = None  # set by a fleet attached to the guard
+        self._transmitters: dict[tuple[str, str], IssuerRuntime] = {}
+        self._seen_events = SeenEvents()
         self._all_algorithms = frozenset().union(*(p.algorithms for p in runtimes))
         self._max_leeway = max(p.leeway for p in runtimes)
         self._default = next(iter(self.policies.values())) if len(self.policies) == 1 else None
@@ -226,6 +231,74 @@ class Engine:
                 ident = jti_revocation_id(issuer.issuer, claims.token_id)
                 found.append(Revocation("token", ident, None, 0.0, until))
         return found
+
+    def security_event(
+        self, token: object, *, issuer: str, audience: str, jwks_uri: str | None
+    ) -> Generator[Any, Any, SecurityEvent]:
+        """Verify a Security Event Token and apply the revocations it carries."""
+        if not isinstance(token, str) or not token.isascii():
+            raise SecurityEventError("invalid_request", "The body is not a JWT")
+        if len(token) > self.settings.max_token_length or detect(token) is not TokenFormat.JWS:
+            raise SecurityEventError("invalid_request", "The body is not a signed JWT")
+        now = time.time()
+        try:
+            jws = parse_jws(token, self._all_algorithms)
+        except InvalidSignature:
+            raise SecurityEventError(
+                "invalid_key", "The event's algorithm is not accepted"
+            ) from None
+        except TokenGuardError:
+            raise SecurityEventError("invalid_request", "The event cannot be parsed") from None
+        check_set_type(jws.typ)
+        leeway = self._max_leeway
+        jti, iat, events = read_set(
+            jws.claims, issuer=issuer, audience=audience, now=now, leeway=leeway
+        )
+        transmitter = self._transmitter(issuer, jwks_uri)
+        try:
+            keys = yield from self._keys(transmitter, jws, now)
+            verify_signature(jws, keys)
+        except InvalidSignature:
+            raise SecurityEventError(
+                "invalid_key", "No key of the transmitter verifies the event"
+            ) from None
+        cutoffs = event_cutoffs(
+            jws.claims, events, transmitter=issuer, issuers=self.issuers, iat=iat, now=now
+        )
+        result = SecurityEvent(issuer, jti, tuple(events), cutoffs)
+        if not self._seen_events.add((issuer, jti), now):
+            return dataclasses.replace(result, duplicate=True)
+        until = self._until(now)
+        found = [
+            Revocation("subject", c.subject.encode(), c.issuer, c.before, until) for c in cutoffs
+        ]
+        self.revocations.add_all(found, now)
+        if found and self.fleet is not None:
+            yield from self.fleet.publish(found)
+        return result
+
+    def _transmitter(self, issuer: str, jwks_uri: str | None) -> IssuerRuntime:
+        """The runtime whose keys verify a transmitter's events: a configured issuer's
+        (same keys as its tokens), or one of its own for another ``jwks_uri``."""
+        configured = self.issuers.get(issuer)
+        if jwks_uri is None:
+            if configured is None:
+                raise ConfigurationError(
+                    "a transmitter that is not a configured issuer needs jwks_uri"
+                )
+            return configured
+        key = (issuer, jwks_uri)
+        runtime = self._transmitters.get(key)
+        if runtime is None:
+            insecure = configured is not None and configured.config.allow_insecure_http
+            try:
+                spec = Issuer(issuer, jwks_uri=jwks_uri, allow_insecure_http=insecure)
+            except ValueError:
+                raise ConfigurationError(
+                    "the transmitter's issuer or jwks_uri is not acceptable"
+                ) from None
+            runtime = self._transmitters.setdefault(key, issuer_runtime(spec, self.config))
+        return runtime
 
     # -- the flow -------------------------------------------------------------------
 
