@@ -1,0 +1,249 @@
+"""Fleet measurements (issue 9): real processes, a real Redis, the embedded AS.
+
+    python benchmarks/fleet_bench.py            # the issue's sizes (a few minutes)
+    python benchmarks/fleet_bench.py --quick    # smoke sizes (the suite runs this)
+
+Redis: TOKENGUARD_TEST_REDIS_URL or redis://127.0.0.1:6379/0 (keys under a fresh prefix,
+deleted afterwards); the outage section starts its own redis-server on a free port.
+
+1. N processes validate the same new opaque tokens at once: introspection calls at the AS
+   (without the fleet every process introspects every token: N x tokens).
+2. revoke / revoke_subject seen by N processes: delay from the call to the first refusal
+   in each process (p50, p99, max).
+3. Redis stopped in the middle of a load run and restarted: failed validations, and a
+   revocation made during the outage enforced afterwards.
+4. A local miss answered from Redis against one answered by the AS (one process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.fleet._procs import Worker, job_for  # noqa: E402
+from tests.fleet.conftest import SECRET, RedisServer  # noqa: E402
+
+from tokenguard import ClientSecretBasic, Issuer, Policy, TokenGuard  # noqa: E402
+from tokenguard.redis import RedisFleet  # noqa: E402
+from tokenguard.testing import DEFAULT_AUDIENCE, AuthServer  # noqa: E402
+
+
+def guard(server: AuthServer, url: str | None, prefix: str) -> TokenGuard:
+    fleet = RedisFleet(url, SECRET, prefix=prefix) if url else None
+    return TokenGuard(
+        issuers=[
+            Issuer(
+                server.issuer,
+                client_auth=ClientSecretBasic(server.client_id, server.client_secret),
+                allow_insecure_http=True,
+            )
+        ],
+        policies=[Policy(name="p", audience=DEFAULT_AUDIENCE)],
+        fleet=fleet,
+    )
+
+
+def start(workers: list[Worker]) -> None:
+    for worker in workers:
+        line = worker.line()
+        assert line == "ready", line
+
+
+def shared_introspections(server: AuthServer, url: str, processes: int, tokens: int) -> None:
+    prefix = f"tgbench-{uuid.uuid4().hex[:8]}"
+    batch = [server.issue_opaque() for _ in range(tokens)]
+    server.set_delay(0.02, "introspection")  # a real AS answers in milliseconds, not µs
+    server.reset_counts()
+    workers = [
+        Worker(job_for(server, url, prefix, SECRET, do="validate", tokens=batch, concurrency=16,
+                       **{"async": i % 2 == 1}))
+        for i in range(processes)
+    ]  # fmt: skip
+    try:
+        start(workers)
+        started = time.perf_counter()
+        for worker in workers:
+            worker.send()
+        results = [worker.result() for worker in workers]
+        elapsed = time.perf_counter() - started
+    finally:
+        for worker in workers:
+            worker.close()
+        server.set_delay(0, "introspection")
+    ok = sum(r["outcomes"].get("ok", 0) for r in results)
+    failed = sum(v for r in results for k, v in r["outcomes"].items() if k != "ok")
+    calls = server.request_count("introspection")
+    hits = sum(r["counters"]["shared_hits"] for r in results)
+    waited = sum(r["counters"]["flights_waited"] for r in results)
+    print(f"\n## 1. {processes} processes x {tokens:,} new opaque tokens, at once")
+    print(f"validations ok / failed        {ok:,} / {failed}")
+    print(f"introspection calls at the AS  {calls:,}  (without the fleet: {processes * tokens:,})")
+    print(f"answers served from Redis      {hits:,}; waits on another process's flight {waited:,}")
+    print(f"wall time                      {elapsed:.2f} s")
+    cleanup(url, prefix)
+
+
+def revocation_latency(server: AuthServer, url: str, processes: int, count: int) -> None:
+    prefix = f"tgbench-{uuid.uuid4().hex[:8]}"
+    now = time.time()
+    subjects = [f"user-{i}" for i in range(count)]
+    tokens = [server.issue_jwt(subject=s, issued_at=now - 5) for s in subjects]
+    workers = [
+        Worker(job_for(server, url, prefix, SECRET, do="watch", tokens=tokens))
+        for _ in range(processes)
+    ]
+    admin = guard(server, url, prefix)
+    called: list[float] = []
+    try:
+        start(workers)
+        for index, (subject, token) in enumerate(zip(subjects, tokens, strict=True)):
+            time.sleep(0.02)
+            called.append(time.time())
+            if index % 2:
+                admin.revoke_subject(subject)
+            else:
+                admin.revoke(token)
+        seen = [worker.result()["seen"] for worker in workers]
+    finally:
+        admin.close()
+        for worker in workers:
+            worker.close()
+    delays = sorted((at - called[i]) * 1000 for times in seen for i, at in enumerate(times))
+    p99 = delays[max(int(len(delays) * 0.99) - 1, 0)]
+    print(f"\n## 2. {count} revocations (revoke, revoke_subject) seen by {processes} processes")
+    print(f"delay from the call to the first refusal: p50 {statistics.median(delays):.1f} ms, "
+          f"p99 {p99:.1f} ms, max {delays[-1]:.1f} ms  ({len(delays)} observations)")  # fmt: skip
+    cleanup(url, prefix)
+
+
+def outage(server: AuthServer, processes: int, tokens: int) -> None:
+    with tempfile.TemporaryDirectory() as workdir:
+        private = RedisServer(Path(workdir))
+        private.start()
+        batch = [server.issue_opaque() for _ in range(tokens)]
+        victim = server.issue_jwt(subject="victim", issued_at=time.time() - 5)
+        workers = [
+            Worker(job_for(server, private.url, "outage", SECRET, do="load", tokens=batch,
+                           pace=0.005, check=[victim], seconds=120))
+            for _ in range(processes)
+        ]  # fmt: skip
+        admin = guard(server, private.url, "outage")
+        try:
+            start(workers)
+            time.sleep(2)
+            private.stop()
+            down = time.perf_counter()
+            admin.revoke_subject("victim")
+            time.sleep(3)
+            private.start()
+            back = time.perf_counter()
+            deadline = time.monotonic() + 15
+            while admin.fleet is not None and admin.fleet.pending and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(2)
+            for worker in workers:
+                worker.send("stop")
+            results = [worker.result() for worker in workers]
+            checks = [worker.result()["check"] for worker in workers]
+        finally:
+            admin.close()
+            for worker in workers:
+                worker.close()
+            private.stop()
+    ok = sum(r["outcomes"].get("ok", 0) for r in results)
+    failed = sum(v for r in results for k, v in r["outcomes"].items() if k != "ok")
+    enforced = sum(c == ["InactiveToken"] for c in checks)
+    print(f"\n## 3. Redis stopped for {back - down:.1f} s in a load run of {processes} processes")
+    print(f"validations ok / failed        {ok:,} / {failed}")
+    print(
+        f"revocation made during the outage enforced after it: {enforced} of {processes} processes"
+    )
+
+
+def miss_cost(server: AuthServer, url: str, tokens: int) -> None:
+    prefix = f"tgbench-{uuid.uuid4().hex[:8]}"
+    filler = guard(server, url, prefix)
+    reader = guard(server, url, prefix)
+    alone = guard(server, None, prefix)
+    try:
+        batch = [server.issue_opaque() for _ in range(tokens)]
+        for token in batch:
+            filler.validate(token)  # the answers are in Redis now
+        alone.validate(server.issue_opaque())  # warm connections
+        reader.validate(server.issue_opaque())
+        rows = []
+        for name, target in (("answered by Redis", reader), ("answered by the AS", alone)):
+            started = time.perf_counter()
+            for token in batch:
+                target.validate(token)
+            rows.append((name, (time.perf_counter() - started) / tokens * 1e6))
+
+        async def run_async(target: TokenGuard, items: list[str]) -> float:
+            started = time.perf_counter()
+            for token in items:
+                await target.avalidate(token)
+            elapsed = (time.perf_counter() - started) / len(items) * 1e6
+            await target.aclose()
+            return elapsed
+
+        more = [server.issue_opaque() for _ in range(tokens)]
+        for token in more:
+            filler.validate(token)
+        async_redis = asyncio.run(run_async(guard(server, url, prefix), more))
+        async_as = asyncio.run(run_async(guard(server, None, prefix), more))
+    finally:
+        for g in (filler, reader, alone):
+            g.close()
+    print(
+        f"\n## 4. A local miss ({tokens} new opaque tokens, one at a time, loopback AS and Redis)"
+    )
+    for name, micros in rows:
+        print(f"sync  {name:<20} {micros:8.0f} µs per validation")
+    print(f"sync  ratio AS / Redis     {rows[1][1] / rows[0][1]:8.2f}x")
+    print(f"async answered by Redis    {async_redis:8.0f} µs per validation")
+    print(f"async answered by the AS   {async_as:8.0f} µs per validation")
+    print(f"async ratio AS / Redis     {async_as / async_redis:8.2f}x")
+    print("(the embedded AS answers in ~1 ms on loopback; a real AS over the network is slower,")
+    print(" so the gap in production is wider than this)")
+    cleanup(url, prefix)
+
+
+def cleanup(url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke sizes")
+    args = parser.parse_args()
+    url = os.environ.get("TOKENGUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    processes = 2 if args.quick else 8
+    version = redis.Redis.from_url(url).info()["redis_version"]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"# tokenguard fleet benchmark ({'quick' if args.quick else 'full'})")
+    print(f"{os.cpu_count()} CPUs, load average {load}, Redis {version}")
+    with AuthServer() as server:
+        shared_introspections(server, url, processes, 40 if args.quick else 1000)
+        revocation_latency(server, url, processes, 6 if args.quick else 100)
+        outage(server, processes if args.quick else 4, 100 if args.quick else 400)
+        miss_cost(server, url, 30 if args.quick else 300)
+
+
+if __name__ == "__main__":
+    main()
