@@ -45,6 +45,7 @@ def fuzz(session: nox.Session) -> None:
         "fuzz",
         "--hypothesis-profile=long",
         "--hypothesis-show-statistics",
+        "--timeout=0",  # the long profile runs one property for minutes
         *session.posargs,
         env={"TOKENGUARD_FUZZ": "long"},
     )

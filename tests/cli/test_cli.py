@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -143,24 +143,6 @@ def test_dev_server_prints_its_issuer() -> None:
         process.wait(timeout=10)
 
 
-def test_docs_testing_example_runs_as_written(tmp_path: Path) -> None:
-    """The three-line pytest example of docs/testing.md, run by a fresh pytest."""
-    doc = (Path(__file__).parents[2] / "docs" / "testing.md").read_text()
-    example = re.search(r"```python\n(def test_orders_can_be_read.*?)```", doc, re.S)
-    assert example is not None
-    (tmp_path / "test_example.py").write_text(textwrap.dedent(example.group(1)))
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 passed" in result.stdout
-
-
 @pytest.mark.parametrize("args", [["--version"], ["--help"]])
 def test_help_and_version(args: list[str]) -> None:
     assert run(*args).returncode == 0
@@ -176,3 +158,158 @@ def test_validate_requires_an_audience_in_introspection_unless_allowed(
     assert strict.returncode == 1
     assert "InvalidAudience" in strict.stdout
     assert run(*args, "--allow-missing-audience", opaque, env=env).returncode == 0
+
+
+def _b64(value: bytes) -> str:
+    return base64.urlsafe_b64encode(value).rstrip(b"=").decode()
+
+
+def test_inspect_escapes_what_could_drive_a_terminal() -> None:
+    """Names and values from a token are untrusted: no escape sequence, bidi override or
+    line separator reaches the terminal, and odd JSON does not crash the command."""
+    attack = "\x1b[2K\x1b[1A\rVALID \u202egnp.exe\u2028"
+    header = json.dumps({"alg": "none", attack: attack}).encode()
+    name = json.dumps(attack)  # the same name, JSON-escaped as a real token would carry it
+    claims = ('{"sub": "a", "sub": "b", "\\ud800": 1, ' + name + ': {"x": "\\u001b"}}').encode()
+    result = run("inspect", "-", stdin=f"{_b64(header)}.{_b64(claims)}.")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for raw in ("\x1b", "\r", "\u202e", "\u2028", "\ud800"):
+        assert raw not in out
+    assert out.count("\\x1b[2K\\x1b[1A\\x0dVALID \\u202egnp.exe\\u2028:") == 2  # names
+    assert "\\ud800" in out
+    assert "duplicate member names" in out
+    assert out.splitlines()[0].startswith("UNVERIFIED")
+
+
+def test_help_steers_tokens_and_secrets_away_from_arguments() -> None:
+    for command in ("inspect", "validate"):
+        text = " ".join(run(command, "--help").stdout.split())
+        assert "standard input" in text
+        assert "shell history" in text
+    text = " ".join(run("validate", "--help").stdout.split())
+    assert "TOKENGUARD_CLIENT_SECRET" in text
+    assert "TOKENGUARD_CLIENT_ID" in text
+
+
+def test_validate_names_the_configuration_problem(auth_server: AuthServer) -> None:
+    args = ["validate", "--issuer", auth_server.issuer, "--audience", DEFAULT_AUDIENCE]
+    result = run(*args, stdin=auth_server.issue_jwt())
+    assert result.returncode == 2
+    assert "issuer must use https" in result.stderr
+    assert "--allow-insecure-http" in result.stderr
+    assert result.stdout == ""
+
+    as_json = run(*args, "--json", stdin=auth_server.issue_jwt())
+    assert as_json.returncode == 2
+    answer = json.loads(as_json.stdout)
+    assert answer["valid"] is False
+    assert answer["error"] == "configuration_error"
+    assert any("must use https" in reason for reason in answer["reasons"])
+    assert any("--allow-insecure-http" in hint for hint in answer["hints"])
+
+    usage = run("validate", "--audience", "a", "--json")
+    assert usage.returncode == 2
+    assert json.loads(usage.stdout)["error"] == "usage_error"
+    assert "--issuer" in json.loads(usage.stdout)["description"]
+    assert auth_server.request_count("metadata") == 0
+
+
+def test_validate_names_missing_client_credentials(auth_server: AuthServer) -> None:
+    opaque = auth_server.issue_opaque()
+    no_env = {"TOKENGUARD_CLIENT_ID": "", "TOKENGUARD_CLIENT_SECRET": ""}
+    result = run(*validate_args(auth_server), stdin=opaque, env=no_env)
+    assert result.returncode == 2
+    assert "--client-id" in result.stderr
+    assert "TOKENGUARD_CLIENT_SECRET" in result.stderr
+    assert "opaque" in result.stderr
+
+    id_only = run(*validate_args(auth_server, "--client-id", "x", "--json"), stdin=opaque)
+    assert id_only.returncode == 2
+    assert "needs a client secret" in json.loads(id_only.stdout)["description"]
+
+    secret_only = run(
+        *validate_args(auth_server), stdin=opaque, env={"TOKENGUARD_CLIENT_SECRET": "s"}
+    )
+    assert secret_only.returncode == 2
+    assert "needs --client-id" in secret_only.stderr
+
+    live = run(*validate_args(auth_server, "--mode", "high_assurance"), auth_server.issue_jwt())
+    assert live.returncode == 2
+    assert "--mode high_assurance" in live.stderr
+    assert auth_server.request_count("introspection") == 0  # refused before any request
+
+
+def test_validate_wrong_secret_is_unavailable_with_its_reason(auth_server: AuthServer) -> None:
+    env = {"TOKENGUARD_CLIENT_ID": auth_server.client_id, "TOKENGUARD_CLIENT_SECRET": "wrong"}
+    opaque = auth_server.issue_opaque()
+    result = run(*validate_args(auth_server), stdin=opaque, env=env)
+    assert result.returncode == 3
+    lines = result.stdout.splitlines()
+    assert lines[0] == "UNAVAILABLE: 503 ValidationUnavailable"
+    assert "  reason: introspection refused our client credentials (HTTP 401)" in lines
+    assert "INVALID" not in result.stdout
+    assert result.stderr == ""  # the library's log line is reported, not dumped
+
+    as_json = json.loads(run(*validate_args(auth_server, "--json"), stdin=opaque, env=env).stdout)
+    assert as_json["status"] == 503
+    assert as_json["reasons"] == ["introspection refused our client credentials (HTTP 401)"]
+
+
+def test_validate_notes_a_secret_given_as_an_argument(auth_server: AuthServer) -> None:
+    args = validate_args(auth_server, "--client-id", auth_server.client_id)
+    token = auth_server.issue_opaque()
+    on_argv = run(*args, "--client-secret", auth_server.client_secret, stdin=token)
+    assert on_argv.returncode == 0, on_argv.stdout + on_argv.stderr
+    assert "TOKENGUARD_CLIENT_SECRET" in on_argv.stderr
+    from_env = run(*args, stdin=token, env={"TOKENGUARD_CLIENT_SECRET": auth_server.client_secret})
+    assert from_env.returncode == 0
+    assert from_env.stderr == ""
+
+
+def _dev_server_output(process: subprocess.Popen[str]) -> list[str]:
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.startswith("Press Ctrl-C"):
+            return lines
+    raise AssertionError("\n".join(lines))
+
+
+def test_dev_server_prints_audience_and_lines_to_paste() -> None:
+    process = subprocess.Popen(
+        [str(SCRIPT), "dev-server"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        out = _dev_server_output(process)
+        assert any(re.match(rf"\s+audience\s+{DEFAULT_AUDIENCE}\b", line) for line in out)
+        start = next(i for i, line in enumerate(out) if line.startswith("In another shell"))
+        paste = [line.strip() for line in out[start + 1 :] if line.startswith("  ")]
+        assert sum("/token" in line for line in paste) == 2
+        assert sum("token_format=opaque" in line for line in paste) == 1
+        env = {**os.environ, "PATH": f"{SCRIPT.parent}{os.pathsep}{os.environ['PATH']}"}
+        result = subprocess.run(
+            ["bash", "-c", "set -e\n" + "\n".join(paste)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.count("VALID") == 2
+        assert "source      jwt" in result.stdout
+        assert "source      introspection" in result.stdout
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_dev_server_on_a_busy_port_says_so_in_one_line(auth_server: AuthServer) -> None:
+    result = run("dev-server", "--port", str(auth_server.port))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert f"127.0.0.1:{auth_server.port}" in result.stderr
+    assert "already in use" in result.stderr

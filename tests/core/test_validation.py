@@ -248,6 +248,23 @@ def test_introspection_cache_never_outlives_exp(auth_server: AuthServer, check: 
     assert auth_server.request_count("introspection") == 2
 
 
+def test_introspected_token_is_not_accepted_past_exp(
+    auth_server: AuthServer, check: Driver
+) -> None:
+    """The leeway absorbs clock skew when reading a fresh answer; no cache (verified or
+    introspection) keeps an introspected token past its exp: only the server can say."""
+    guard = guard_for(auth_server, introspection_cache_ttl=3600)  # default leeway: 60 s
+    token = auth_server.issue_opaque(lifetime=20)
+    with freeze_time(dt.datetime.now(dt.UTC)) as clock:
+        check(guard, token)
+        clock.tick(19)
+        assert check(guard, token).cached
+        clock.tick(2)  # past exp, well within exp + leeway
+        with pytest.raises(InactiveToken):
+            check(guard, token)
+    assert auth_server.request_count("introspection") == 2
+
+
 def test_inactive_answers_are_cached_briefly(auth_server: AuthServer, check: Driver) -> None:
     guard = guard_for(auth_server, inactive_cache_ttl=5)
     with freeze_time(dt.datetime.now(dt.UTC)) as clock:

@@ -420,15 +420,18 @@ class Engine:
         introspected: IntrospectionRecord | None,
         now: float,
     ) -> None:
-        """Put a validated token in the verified cache, bounded by its exp (+ leeway),
-        the policy's verified-cache TTL and, if introspected, the introspection bound."""
+        """Put a validated token in the verified cache, bounded by the policy's
+        verified-cache TTL and by what a fresh check would still accept: a JWT until its
+        exp + leeway (the leeway absorbs clock skew with the issuer, and a fresh local
+        check would pass it that long), an introspected token until its exp and the
+        introspection bound (past exp only the server can say it is still active)."""
         if not policy.verified_cache_ttl:
             return
         not_after = now + policy.verified_cache_ttl
-        if claims.exp is not None:
-            not_after = min(not_after, claims.exp + policy.leeway)
         if introspected is not None:
             not_after = min(not_after, introspected.fetched_at + policy.active_cache_age)
+        if claims.exp is not None:
+            not_after = min(not_after, claims.exp + (0 if introspected else policy.leeway))
         self.verified_cache.put(digest, policy.name, info, not_after, now)
 
     # -- the steps that may need the network ----------------------------------------

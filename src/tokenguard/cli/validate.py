@@ -1,0 +1,241 @@
+"""``tokenguard validate``: validate one token against a real authorization server.
+
+The command builds a one-policy guard from its options and calls it; every decision is
+the library's. What the command adds is reporting: configuration problems named by the
+option that causes them, the missing option when the token needs introspection, the
+reasons the library logged for an unavailable answer, and JSON for every outcome under
+``--json`` (usage errors included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import click
+from click.core import ParameterSource
+from pydantic import ValidationError
+
+from ..core.detect import TokenFormat, detect
+from ..errors import ConfigurationError, TokenGuardError
+from ..models import TokenInfo
+from .terminal import (
+    STDIN,
+    Problem,
+    captured_reasons,
+    echo_json,
+    fail,
+    read_token,
+    report_error,
+    safe,
+)
+
+__all__ = ["validate"]
+
+# Configuration fields and the options that set them, to name the option in an error.
+_OPTION_OF: Final = {
+    "issuer": "--issuer",
+    "allow_insecure_http": "--allow-insecure-http",
+    "audience": "--audience",
+    "required_scopes": "--scope",
+    "algorithms": "--algorithm",
+    "mode": "--mode",
+    "client_id": "--client-id",
+    "client_secret": "the client secret",
+}
+_CREDENTIALS: Final = (
+    "--client-id (or TOKENGUARD_CLIENT_ID) and the client secret in TOKENGUARD_CLIENT_SECRET"
+)
+
+
+class _JsonUsageErrors(click.Command):
+    """A command whose usage errors are printed as JSON on stdout under ``--json``, like
+    every other outcome, so a script reading stdout always gets one JSON object."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        wants_json = "--json" in args
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as error:
+            if not wants_json:
+                raise
+            fail(Problem("usage", [error.format_message()]), as_json=True)
+
+
+def _configuration_problems(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors(include_input=False, include_url=False):
+        field = next((str(part) for part in item["loc"] if str(part) in _OPTION_OF), None)
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{_OPTION_OF[field]}: {message}" if field else message)
+    return problems
+
+
+def _configuration_hints(issuer: str, allow_insecure_http: bool) -> list[str]:
+    if urlsplit(issuer).scheme == "http" and not allow_insecure_http:
+        return [
+            "a test server on loopback (such as `tokenguard dev-server`) needs "
+            "--allow-insecure-http; any other server must use https"
+        ]
+    return []
+
+
+def _credentials_problem(
+    token: str, mode: str, client_id: str | None, client_secret: str | None
+) -> str | None:
+    """What is missing for client authentication, if anything. Checked before any
+    request, so a missing option is reported as such and not as an invalid token."""
+    if client_id and not client_secret:
+        return (
+            "--client-id needs a client secret: set TOKENGUARD_CLIENT_SECRET "
+            "(or pass --client-secret)"
+        )
+    if client_secret and not client_id:
+        return "a client secret needs --client-id (or TOKENGUARD_CLIENT_ID)"
+    if client_id:
+        return None
+    if mode in ("introspect", "high_assurance"):
+        return f"--mode {mode} validates by introspection, which needs {_CREDENTIALS}"
+    fmt = detect(token)
+    if mode == "hybrid" and fmt in (TokenFormat.OPAQUE, TokenFormat.JWE):
+        kind = "an opaque" if fmt is TokenFormat.OPAQUE else "an encrypted (JWE)"
+        return f"{kind} token can only be validated by introspection, which needs {_CREDENTIALS}"
+    return None
+
+
+def _info_rows(info: TokenInfo) -> list[tuple[str, str]]:
+    rows = [
+        ("source", info.source),
+        ("issuer", info.issuer or ""),
+        ("subject", info.subject or ""),
+        ("client_id", info.client_id or ""),
+        ("username", info.username or ""),
+        ("scopes", " ".join(sorted(info.scopes))),
+        ("audience", " ".join(info.audience)),
+        ("expires_at", info.expires_at.isoformat() if info.expires_at else ""),
+        ("issued_at", info.issued_at.isoformat() if info.issued_at else ""),
+        ("token_id", info.token_id or ""),
+        ("token_type", info.token_type or ""),
+        ("cached", str(info.cached)),
+    ]
+    return [(name, safe(value)) for name, value in rows if value]
+
+
+@click.command(cls=_JsonUsageErrors)
+@click.argument("token", default=STDIN, required=False, metavar="[TOKEN]")
+@click.option(
+    "--issuer", required=True, help="The authorization server's issuer identifier (exact iss)."
+)
+@click.option("--audience", required=True, help="The audience this resource server is.")
+@click.option("--scope", "scopes", multiple=True, help="A required scope (repeatable).")
+@click.option(
+    "--mode",
+    type=click.Choice(["jwt", "introspect", "hybrid", "high_assurance"]),
+    default="hybrid",
+    show_default=True,
+)
+@click.option("--algorithm", "algorithms", multiple=True, help="An accepted JWS alg (repeatable).")
+@click.option("--accept-plain-jwt", is_flag=True, help="Also accept JWTs without typ at+jwt.")
+@click.option(
+    "--client-id",
+    envvar="TOKENGUARD_CLIENT_ID",
+    show_envvar=True,
+    help="Introspection client id.",
+)
+@click.option(
+    "--client-secret",
+    envvar="TOKENGUARD_CLIENT_SECRET",
+    show_envvar=True,
+    help="Introspection client secret. Prefer the TOKENGUARD_CLIENT_SECRET variable: "
+    "arguments show in ps and stay in shell history.",
+)
+@click.option(
+    "--allow-missing-audience",
+    is_flag=True,
+    help="Accept introspection answers that carry no aud (by default an opaque token needs it).",
+)
+@click.option("--allow-insecure-http", is_flag=True, help="Allow http:// for a loopback server.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome, errors too, as JSON.")
+@click.pass_context
+def validate(
+    ctx: click.Context,
+    token: str,
+    issuer: str,
+    audience: str,
+    scopes: Sequence[str],
+    mode: str,
+    algorithms: Sequence[str],
+    accept_plain_jwt: bool,
+    client_id: str | None,
+    client_secret: str | None,
+    allow_missing_audience: bool,
+    allow_insecure_http: bool,
+    as_json: bool,
+) -> None:
+    """Validate TOKEN against a real authorization server (found by discovery).
+
+    TOKEN: the access token, or - (the default) to read it from standard input, e.g.
+    `echo "$TOKEN" | tokenguard validate --issuer ... --audience ...`; at a terminal it
+    is asked for without echo. Prefer standard input: arguments show in ps and stay in
+    shell history.
+
+    Opaque tokens are introspected, which needs client credentials: --client-id (or
+    TOKENGUARD_CLIENT_ID) and the secret in TOKENGUARD_CLIENT_SECRET.
+
+    Exit codes: 0 valid, 1 invalid or insufficient scope, 2 usage or configuration
+    error, 3 validation unavailable.
+    """
+    from ..client_auth import ClientSecretBasic
+    from ..config import Issuer, Policy
+    from ..guard import TokenGuard
+
+    if ctx.get_parameter_source("client_secret") is ParameterSource.COMMANDLINE:
+        click.echo(
+            "note: a secret given as an argument shows in ps and stays in shell history; "
+            "prefer the TOKENGUARD_CLIENT_SECRET variable",
+            err=True,
+        )
+    token = read_token(token)
+    policy: dict[str, Any] = {
+        "name": "cli",
+        "audience": audience,
+        "required_scopes": tuple(scopes),
+        "mode": mode,
+        "accept_plain_jwt": accept_plain_jwt,
+        "require_introspection_audience": not allow_missing_audience,
+    }
+    if algorithms:
+        policy["algorithms"] = tuple(algorithms)
+    # Every problem at once: the configuration's (named by option), then what is missing.
+    problems: list[str] = []
+    try:
+        auth = ClientSecretBasic(client_id, client_secret) if client_id and client_secret else None
+        guard = TokenGuard(
+            issuers=[Issuer(issuer, client_auth=auth, allow_insecure_http=allow_insecure_http)],
+            policies=[Policy(**policy)],
+        )
+    except ValidationError as error:
+        problems += _configuration_problems(error)
+    except ConfigurationError as error:
+        problems.append(error.description)
+    kind = "configuration" if problems else "usage"
+    missing = _credentials_problem(token, mode, client_id, client_secret)
+    if missing is not None:
+        problems.append(missing)
+    if problems:
+        hints = _configuration_hints(issuer, allow_insecure_http)
+        fail(Problem(kind, problems, hints), as_json=as_json)
+    with guard, captured_reasons() as reasons:
+        try:
+            info = guard.validate(token)
+        except TokenGuardError as error:
+            raise SystemExit(report_error(error, as_json=as_json, reasons=reasons)) from None
+    if as_json:
+        echo_json({"valid": True, "token": info.model_dump(mode="json")})
+        return
+    click.secho("VALID", fg="green", bold=True)
+    rows = _info_rows(info)
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        click.echo(f"  {name.ljust(width)}  {value}")
