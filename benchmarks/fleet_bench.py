@@ -128,7 +128,7 @@ def revocation_latency(server: AuthServer, url: str, processes: int, count: int)
     cleanup(url, prefix)
 
 
-def outage(server: AuthServer, processes: int, tokens: int) -> None:
+def outage(server: AuthServer, processes: int, tokens: int, pause: float) -> None:
     with tempfile.TemporaryDirectory() as workdir:
         private = RedisServer(Path(workdir))
         private.start()
@@ -142,17 +142,17 @@ def outage(server: AuthServer, processes: int, tokens: int) -> None:
         admin = guard(server, private.url, "outage")
         try:
             start(workers)
-            time.sleep(2)
+            time.sleep(pause)
             private.stop()
             down = time.perf_counter()
             admin.revoke_subject("victim")
-            time.sleep(3)
+            time.sleep(pause * 1.5)
             private.start()
             back = time.perf_counter()
             deadline = time.monotonic() + 15
             while admin.fleet is not None and admin.fleet.pending and time.monotonic() < deadline:
                 time.sleep(0.05)
-            time.sleep(2)
+            time.sleep(pause)
             for worker in workers:
                 worker.send("stop")
             results = [worker.result() for worker in workers]
@@ -241,7 +241,12 @@ def main() -> None:
     with AuthServer() as server:
         shared_introspections(server, url, processes, 40 if args.quick else 1000)
         revocation_latency(server, url, processes, 6 if args.quick else 100)
-        outage(server, processes if args.quick else 4, 100 if args.quick else 400)
+        outage(
+            server,
+            processes if args.quick else 4,
+            100 if args.quick else 400,
+            0.8 if args.quick else 2,
+        )
         miss_cost(server, url, 30 if args.quick else 300)
 
 
