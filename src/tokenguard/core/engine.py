@@ -462,7 +462,7 @@ class Engine:
             raise ValidationUnavailable("The issuer's signing keys could not be refreshed")
         if fetched:
             state.refreshed_for(found=bool(keys))
-        elif not keys and (wait := state.retry_after(now, issued_by)) is not None:
+        elif not keys and (wait := state.retry_after(now, kid, issued_by)) is not None:
             # Maybe signed with a key published after our last fetch, and no refresh is
             # allowed yet: not knowable now, so 503 with when to retry, never a 401.
             raise ValidationUnavailable(

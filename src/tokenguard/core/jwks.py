@@ -45,7 +45,7 @@ class VerificationKey:
 class KeySet:
     """The usable keys of one JWKS, indexed for selection by algorithm and ``kid``."""
 
-    __slots__ = ("_index", "keys")
+    __slots__ = ("_index", "_kids", "keys")
 
     def __init__(self, keys: tuple[VerificationKey, ...]) -> None:
         self.keys = keys
@@ -56,6 +56,7 @@ class KeySet:
                 if key.kid is not None:
                     index.setdefault((alg, key.kid), []).append(key)
         self._index = {where: tuple(found) for where, found in index.items()}
+        self._kids = frozenset(key.kid for key in keys if key.kid is not None)
 
     def candidates(self, alg: str, kid: str | None) -> tuple[VerificationKey, ...]:
         """Keys that may verify ``alg``; with a ``kid``, only keys of that exact ``kid``.
@@ -64,6 +65,10 @@ class KeySet:
         servers publish a single key and omit ``kid``); the set size is bounded.
         """
         return self._index.get((alg, kid), ())
+
+    def knows(self, kid: str) -> bool:
+        """Whether any key of the set has this ``kid`` (whatever its algorithm)."""
+        return kid in self._kids
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, KeySet) and other.keys == self.keys
@@ -193,21 +198,24 @@ class JwksState:
             if cooled:
                 return True
             last = self._last_attempt
-            return (
-                self._may_be_new(issued_by) and last is not None and now >= last + self._early_gap
-            )
+            early = last is not None and now >= last + self._early_gap
+            return early and self._may_be_new(kid, issued_by)
 
-    def _may_be_new(self, issued_by: float | None) -> bool:
-        return (
-            issued_by is not None and self._fetched_at is not None and issued_by >= self._fetched_at
-        )
+    def _may_be_new(self, kid: str | None, issued_by: float | None) -> bool:
+        """A token naming a ``kid`` no key of ours has (for any algorithm: a known kid
+        with the wrong algorithm is an attack, not a rotation), issued after our keys
+        were fetched."""
+        fetched_at, keys = self._fetched_at, self._keys
+        if kid is None or issued_by is None or fetched_at is None or keys is None:
+            return False
+        return issued_by >= fetched_at and not keys.knows(kid)
 
-    def retry_after(self, now: float, issued_by: float | None) -> float | None:
+    def retry_after(self, now: float, kid: str | None, issued_by: float | None) -> float | None:
         """For a token whose key is unknown and that may be newer than our keys: the
         seconds until a refresh will be allowed (None: the token is older than our keys,
         so the key it names does not exist)."""
         with self._lock:
-            if not self._may_be_new(issued_by) or self._last_attempt is None:
+            if not self._may_be_new(kid, issued_by) or self._last_attempt is None:
                 return None
             early = self._last_attempt + self._early_gap
             cooled = self._last_attempt + self._settings.jwks_refresh_cooldown

@@ -12,7 +12,7 @@ from .keys import MIN_SECRET_BYTES
 
 __all__ = ["FleetSettings"]
 
-_PREFIX = re.compile(r"[A-Za-z0-9_.\-{}]{1,64}")
+_PREFIX = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
 class FleetSettings(BaseModel):
@@ -59,5 +59,5 @@ class FleetSettings(BaseModel):
     @classmethod
     def _prefix(cls, value: str) -> str:
         if not _PREFIX.fullmatch(value):
-            raise ValueError("prefix must be 1-64 letters, digits or _ . - { }")
+            raise ValueError("prefix must be 1-64 letters, digits or _ . -")
         return value

@@ -49,9 +49,14 @@ class FleetKeys:
         self._aead = AESGCM(_derive(secret, b"values"))
 
     def name(self, kind: bytes, ident: bytes) -> bytes:
-        """The Redis key of entry ``kind`` about ``ident``: ``prefix:kind:HMAC``."""
-        mac = hmac.new(self._name_key, kind + b"\x00" + ident, hashlib.sha256).digest()
-        return b"%s:%s:%s" % (self.prefix, kind, base64.urlsafe_b64encode(mac[:_NAME_BYTES]))
+        """The Redis key of entry ``kind`` about ``ident``: ``prefix:kind:{HMAC}``.
+
+        The HMAC is of ``ident`` alone, in braces: every entry about one token (its
+        answer, its flight lock) has the same Redis Cluster hash tag, so one MGET reads
+        them together on any deployment."""
+        mac = hmac.new(self._name_key, ident, hashlib.sha256).digest()
+        tag = base64.urlsafe_b64encode(mac[:_NAME_BYTES])
+        return b"%s:%s:{%s}" % (self.prefix, kind, tag)
 
     def fixed(self, kind: bytes) -> bytes:
         """The Redis key (or channel) of a fleet-wide entry: ``prefix:kind``."""

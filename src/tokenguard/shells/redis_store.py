@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import threading
 import time
 from typing import Any
@@ -224,7 +225,9 @@ class RedisListener:
             except Exception:  # a bug must not kill the listener silently
                 self.synced.clear()
                 log.exception("fleet revocation listener failed; restarting it")
-            self._stop.wait(backoff)
+            # Jittered: a thousand processes that lost Redis together do not all come
+            # back (and load every revocation) in the same instant.
+            self._stop.wait(backoff * random.uniform(0.5, 1.5))  # noqa: S311 - jitter only
             backoff = min(backoff * 2, _MAX_BACKOFF)
 
     def _session(self) -> None:
