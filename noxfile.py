@@ -55,4 +55,6 @@ def fuzz(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against PyJWT and joserfc in one process; prints ratio tables."""
     session.install("-e", ".[dev]")
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    # A full run also records its tables and figures for docs/performance-figures.md.
+    record = [] if "--quick" in session.posargs else ["--results", "docs/assets/benchmarks"]
+    session.run("python", "benchmarks/run.py", *record, *session.posargs)

@@ -5,6 +5,7 @@
     python benchmarks/run.py --markdown   # the same tables as Markdown (docs/performance.md)
     python benchmarks/run.py --profile    # also cProfile tokenguard's first-seen RS256 path
     python benchmarks/run.py --as-subprocess  # introspection tables: AuthServer in a child
+    python benchmarks/run.py --results DIR  # also DIR/results.json and the figures (plots.py)
 
 Sections: local JWT validation per algorithm (tokenguard vs a bare signature verify,
 PyJWT and joserfc), opaque-token introspection (sync and 64-way async, vs plain httpx),
@@ -21,11 +22,13 @@ import platform
 import sys
 from collections import Counter
 from importlib.metadata import version
+from pathlib import Path
 from time import perf_counter
 
 import _footprint
 import _jwt_bench
 import _opaque_bench
+import plots
 from _common import Budget, Table
 from _target import LocalTarget, RemoteTarget
 
@@ -106,7 +109,11 @@ class LogCounter(logging.Handler):
         return table
 
 
+SHOWN: list[Table] = []  # every table of the run, for --results
+
+
 def show(table: Table, markdown: bool) -> None:
+    SHOWN.append(table)
     print(table.render(markdown=markdown), end="\n\n", flush=True)
 
 
@@ -121,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         "--as-subprocess",
         action="store_true",
         help="introspection tables: run the AuthServer in a child process (own GIL)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        metavar="DIR",
+        help="write the tables to DIR/results.json and draw the figures there",
     )
     args = parser.parse_args(argv)
     budget = Budget.smoke() if args.quick else Budget.full()
@@ -169,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         spent.append(f"{name} {at - previous:.1f}")
         previous = at
     print(f"total benchmark time: {perf_counter() - began:.1f} s ({', '.join(spent)})")
+    if args.results:
+        saved = plots.save(args.results, SHOWN, quick=budget.quick)
+        for path in [saved, *plots.draw(plots.load(saved), args.results)]:
+            print(f"wrote {path}")
     return 0
 
 

@@ -30,12 +30,15 @@ class Driver:
         self.loop = asyncio.new_event_loop() if kind == "async" else None
         self.guards: list[TokenGuard] = []
 
-    def __call__(self, guard: TokenGuard, token: str, policy: str | None = None) -> TokenInfo:
+    def __call__(
+        self, guard: TokenGuard, token: str, policy: str | None = None, **options: Any
+    ) -> TokenInfo:
+        """One validation; ``options`` (``dpop``, ``client_certificate``) are passed on."""
         if guard not in self.guards:
             self.guards.append(guard)
         if self.loop is None:
-            return guard.validate(token, policy)
-        return self.loop.run_until_complete(guard.avalidate(token, policy))
+            return guard.validate(token, policy, **options)
+        return self.loop.run_until_complete(guard.avalidate(token, policy, **options))
 
     def many(self, guard: TokenGuard, tokens: list[str], policy: str | None = None) -> list[Any]:
         """Validate all ``tokens`` at once (threads or tasks); results or exceptions."""

@@ -11,16 +11,20 @@ from .bearer import bearer_token
 from .client_auth import BearerToken, ClientSecretBasic, ClientSecretPost, PrivateKeyJWT
 from .config import GuardConfig, Issuer, Mode, Policy, Settings, load_config
 from .core.detect import TokenFormat, detect
+from .core.dpop import DPoPProof
 from .errors import (
+    Challenge,
     ConfigurationError,
     ExpiredToken,
     InactiveToken,
     InsufficientScope,
     InvalidAudience,
     InvalidClaims,
+    InvalidDPoPProof,
     InvalidRequest,
     InvalidSignature,
     InvalidToken,
+    InvalidTokenBinding,
     MalformedToken,
     MissingToken,
     SecurityEventError,
@@ -28,6 +32,7 @@ from .errors import (
     TokenNotYetValid,
     UnsupportedToken,
     UntrustedIssuer,
+    UseDPoPNonce,
     ValidationUnavailable,
 )
 from .guard import TokenGuard
@@ -35,18 +40,22 @@ from .models import TokenInfo
 
 __all__ = [
     "BearerToken",
+    "Challenge",
     "ClientSecretBasic",
     "ClientSecretPost",
     "ConfigurationError",
+    "DPoPProof",
     "ExpiredToken",
     "GuardConfig",
     "InactiveToken",
     "InsufficientScope",
     "InvalidAudience",
     "InvalidClaims",
+    "InvalidDPoPProof",
     "InvalidRequest",
     "InvalidSignature",
     "InvalidToken",
+    "InvalidTokenBinding",
     "Issuer",
     "MalformedToken",
     "MissingToken",
@@ -62,6 +71,7 @@ __all__ = [
     "TokenNotYetValid",
     "UnsupportedToken",
     "UntrustedIssuer",
+    "UseDPoPNonce",
     "ValidationUnavailable",
     "__version__",
     "bearer_token",

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 __all__ = ["BearerToken", "ClientAuth", "ClientSecretBasic", "ClientSecretPost", "PrivateKeyJWT"]
 
 
-def _secret_from_env(data: Any, field: str) -> Any:
+def secret_from_env(data: Any, field: str) -> Any:
     """Config files may name an environment variable (``<field>_env``) instead of a secret."""
     if isinstance(data, dict) and f"{field}_env" in data:
         data = dict(data)
@@ -59,7 +59,7 @@ class _ClientSecret(_Auth):
     @model_validator(mode="before")
     @classmethod
     def _env(cls, data: Any) -> Any:
-        return _secret_from_env(data, "client_secret")
+        return secret_from_env(data, "client_secret")
 
 
 class ClientSecretBasic(_ClientSecret):
@@ -137,7 +137,7 @@ class PrivateKeyJWT(_Auth):
     @model_validator(mode="before")
     @classmethod
     def _env(cls, data: Any) -> Any:
-        return _secret_from_env(data, "private_key")
+        return secret_from_env(data, "private_key")
 
     @model_validator(mode="after")
     def _loads(self) -> PrivateKeyJWT:
@@ -192,7 +192,7 @@ class BearerToken(_Auth):
     @model_validator(mode="before")
     @classmethod
     def _env(cls, data: Any) -> Any:
-        return _secret_from_env(data, "token")
+        return secret_from_env(data, "token")
 
     def apply(self, form: dict[str, str], headers: dict[str, str], *, audience: str) -> None:
         headers["Authorization"] = f"Bearer {self.token.get_secret_value()}"

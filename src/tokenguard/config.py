@@ -8,6 +8,7 @@ mapping (:func:`load_config`). Secrets may be given as ``<name>_env`` in a file.
 from __future__ import annotations
 
 import tomllib
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -16,14 +17,20 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_serializer,
     field_validator,
     model_validator,
 )
 
-from .client_auth import ClientAuth, positional
-from .core.algorithms import DEFAULT_ALGORITHMS, REGISTRY
+from .client_auth import ClientAuth, positional, secret_from_env
+from .core.algorithms import (
+    ASYMMETRIC_ALGORITHMS,
+    DEFAULT_ALGORITHMS,
+    DEFAULT_DPOP_ALGORITHMS,
+    REGISTRY,
+)
 from .core.urls import endpoint_problem
 from .errors import ConfigurationError
 from .fleet.config import FleetSettings
@@ -31,6 +38,7 @@ from .fleet.config import FleetSettings
 __all__ = ["GuardConfig", "Issuer", "Mode", "Policy", "Settings", "load_config"]
 
 Mode = Literal["jwt", "introspect", "hybrid", "high_assurance"]
+DPoPMode = Literal["disabled", "allowed", "required"]
 
 
 class Issuer(BaseModel):
@@ -126,8 +134,19 @@ class Policy(BaseModel):
             for another resource server passes whenever the server omits ``aud``; turn it
             off only for servers that never return one (a present ``aud`` is always
             checked, and a JWT's ``aud`` always is required).
-        allow_sender_constrained: accept tokens bound by ``cnf`` (DPoP, mTLS); the
-            caller must then check the proof of possession against ``TokenInfo.cnf``.
+        dpop: ``allowed`` (default: DPoP-bound tokens pass with a valid proof, bearer
+            tokens as bearer tokens; challenges offer ``Bearer`` and ``DPoP``),
+            ``required`` (every token must be DPoP-bound and proven; challenges offer
+            ``DPoP`` only) or ``disabled`` (DPoP-bound tokens are refused).
+        dpop_algorithms: the asymmetric algorithms a DPoP proof may use (RFC 9449 §4.3),
+            in the order the ``algs`` challenge parameter lists them.
+        dpop_max_age: how far a proof's ``iat`` may lie from now, in seconds; its
+            ``jti`` is remembered for that window.
+        dpop_nonce: demand a nonce this server issued in every proof (RFC 9449 §9).
+        allow_sender_constrained: deprecated. Tokens bound by ``cnf`` (DPoP, mTLS) are
+            now checked whenever ``validate`` gets the request's DPoP proof or client
+            certificate; with this flag a bound token validated *without* either is
+            accepted unchecked, as before (the caller checks ``TokenInfo.cnf``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
@@ -146,9 +165,13 @@ class Policy(BaseModel):
     high_assurance_cache_ttl: float = Field(default=0.0, ge=0, le=60)
     verified_cache_ttl: float = Field(default=300.0, ge=0, le=3600)
     require_introspection_audience: bool = True
+    dpop: DPoPMode = "allowed"
+    dpop_algorithms: Sequence[str] = DEFAULT_DPOP_ALGORITHMS
+    dpop_max_age: float = Field(default=60.0, gt=0, le=600)
+    dpop_nonce: bool = False
     allow_sender_constrained: bool = False
 
-    @field_validator("issuers", "algorithms", "required_scopes")
+    @field_validator("issuers", "algorithms", "required_scopes", "dpop_algorithms")
     @classmethod
     def _as_tuple(cls, value: Sequence[str] | None) -> tuple[str, ...] | None:
         # Accept any sequence (a list in code or TOML); keep an immutable tuple.
@@ -170,6 +193,27 @@ class Policy(BaseModel):
         if unknown:
             raise ValueError(f"unsupported algorithms {unknown} (never 'none')")
         return value
+
+    @field_validator("dpop_algorithms")
+    @classmethod
+    def _asymmetric_algorithms(cls, value: Sequence[str]) -> Sequence[str]:
+        # RFC 9449 §4.3: a proof's signature is verified with the public key it carries.
+        wrong = [a for a in value if a not in ASYMMETRIC_ALGORITHMS]
+        if not value or wrong:
+            raise ValueError(f"DPoP proofs need asymmetric algorithms ({wrong or 'none given'})")
+        return value
+
+    @model_validator(mode="after")
+    def _deprecations(self) -> Policy:
+        if self.allow_sender_constrained:
+            warnings.warn(
+                "Policy(allow_sender_constrained=True) is deprecated: pass the request's "
+                "DPoP proof (dpop=DPoPProof(...)) or client certificate to validate() and "
+                "tokenguard checks the binding itself",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        return self
 
     @field_validator("required_scopes")
     @classmethod
@@ -195,6 +239,12 @@ class Settings(BaseModel):
     ``"generic"`` says only that the token is invalid, so unsigned probes learn nothing
     about which issuer or audience is accepted. The error's class is the same either
     way, for the service's own logs and metrics.
+
+    ``dpop_replay_cache_size`` bounds the DPoP ``jti`` replay cache (about 100 bytes an
+    entry; size it above peak proofs/s times twice the largest ``dpop_max_age``: when it
+    is full, proofs are refused with 503 rather than replays let through).
+    ``dpop_nonce_secret`` keys the DPoP nonces this guard issues; give every process of a
+    fleet the same one (default: random per guard).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
@@ -217,6 +267,14 @@ class Settings(BaseModel):
     #: expiry is unknown, and subject/client cut-offs, are kept this long.
     max_token_lifetime: float = Field(default=86400.0, gt=0, le=366 * 86400.0)
     error_descriptions: Literal["detailed", "generic"] = "detailed"
+    max_dpop_proof_length: int = Field(default=8192, ge=1024, le=65_536)
+    dpop_replay_cache_size: int = Field(default=1_000_000, ge=1000)
+    dpop_nonce_secret: SecretStr | None = Field(default=None, min_length=16)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _env(cls, data: Any) -> Any:
+        return secret_from_env(data, "dpop_nonce_secret")
 
     @model_validator(mode="after")
     def _ttl_bounds(self) -> Settings:

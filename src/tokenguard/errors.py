@@ -1,25 +1,31 @@
-"""The tokenguard error hierarchy and RFC 6750 ``WWW-Authenticate`` header building.
+"""The tokenguard error hierarchy and ``WWW-Authenticate`` header building.
 
 Every failure tokenguard reports is a :class:`TokenGuardError`. Each class carries the
-HTTP status a resource server should answer with and the RFC 6750 ``error`` code. The
-``description`` is a fixed, human-readable sentence chosen by tokenguard: it never
-contains the token, a secret, key material or a value taken from the token.
+HTTP status a resource server should answer with and the OAuth ``error`` code (RFC 6750,
+RFC 9449 for DPoP). The ``description`` is a fixed, human-readable sentence chosen by
+tokenguard: it never contains the token, a secret, key material or a value taken from
+the token. Challenges use the ``Bearer`` scheme (RFC 6750 §3) and, when the policy
+accepts DPoP, the ``DPoP`` scheme with its ``algs`` (RFC 9449 §7.1).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 __all__ = [
+    "Challenge",
     "ConfigurationError",
     "ExpiredToken",
     "InactiveToken",
     "InsufficientScope",
     "InvalidAudience",
     "InvalidClaims",
+    "InvalidDPoPProof",
     "InvalidRequest",
     "InvalidSignature",
     "InvalidToken",
+    "InvalidTokenBinding",
     "MalformedToken",
     "MissingToken",
     "SecurityEventError",
@@ -27,6 +33,7 @@ __all__ = [
     "TokenNotYetValid",
     "UnsupportedToken",
     "UntrustedIssuer",
+    "UseDPoPNonce",
     "ValidationUnavailable",
 ]
 
@@ -36,6 +43,9 @@ _ALLOWED_DESCRIPTION = frozenset(
 )
 # The error codes defined for the Bearer scheme (RFC 6750 §3.1).
 _BEARER_ERRORS = frozenset({"invalid_request", "invalid_token", "insufficient_scope"})
+# The DPoP scheme uses those and its own two (RFC 9449 §7.1, §9, §12.2).
+_DPOP_ONLY_ERRORS = frozenset({"invalid_dpop_proof", "use_dpop_nonce"})
+_DPOP_ERRORS = _BEARER_ERRORS | _DPOP_ONLY_ERRORS
 
 
 def _safe(text: str) -> str:
@@ -44,6 +54,23 @@ def _safe(text: str) -> str:
 
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """Which authentication schemes a response challenges with (RFC 9110 §11.6.1).
+
+    ``schemes`` in order (``"Bearer"``, ``"DPoP"``); ``algs`` the DPoP proof algorithms
+    accepted (RFC 9449 §7.1); ``scheme`` the one the request used, which carries the
+    error parameters. The guard sets it on every error it raises, from the policy.
+    """
+
+    schemes: tuple[str, ...] = ("Bearer",)
+    algs: tuple[str, ...] = ()
+    scheme: str = "Bearer"
+
+
+_BEARER_ONLY = Challenge()
 
 
 class TokenGuardError(Exception):
@@ -59,6 +86,10 @@ class TokenGuardError(Exception):
     error: str | None = "server_error"
     default_description: str = "The access token could not be validated"
 
+    #: The schemes to challenge with; the guard sets it from the policy (Bearer only
+    #: when unset).
+    challenge: Challenge | None = None
+
     def __init__(self, description: str | None = None) -> None:
         self.description = _safe(description or self.default_description)
         super().__init__(self.description)
@@ -67,17 +98,39 @@ class TokenGuardError(Exception):
         return f"{type(self).__name__}({self.description!r})"
 
     def www_authenticate(self, realm: str | None = None) -> str:
-        """Build the RFC 6750 §3 ``WWW-Authenticate`` header value for this error."""
-        params: list[tuple[str, str]] = []
-        if realm is not None:
-            params.append(("realm", _safe(realm)))
-        if self.error in _BEARER_ERRORS:
-            params.append(("error", self.error))
-            params.append(("error_description", self.description))
-        params.extend(self._extra_challenge_params())
-        if not params:
-            return "Bearer"
-        return "Bearer " + ", ".join(f"{name}={_quote(value)}" for name, value in params)
+        """Build the ``WWW-Authenticate`` header value for this error: an RFC 6750 §3
+        ``Bearer`` challenge and/or an RFC 9449 §7.1 ``DPoP`` challenge (with ``algs``),
+        as the policy says; the error parameters go in the scheme the request used."""
+        challenge = self.challenge or _BEARER_ONLY
+        schemes, carrier = challenge.schemes, challenge.scheme
+        if self.error in _DPOP_ONLY_ERRORS:
+            carrier = "DPoP"  # only the DPoP scheme defines these codes
+            if carrier not in schemes:
+                schemes = (*schemes, carrier)
+        elif carrier not in schemes:
+            carrier = schemes[0]
+        parts = []
+        for scheme in schemes:
+            params: list[tuple[str, str]] = []
+            if realm is not None:
+                params.append(("realm", _safe(realm)))
+            known = _DPOP_ERRORS if scheme == "DPoP" else _BEARER_ERRORS
+            if scheme == carrier and self.error in known:
+                params.append(("error", self.error))
+                params.append(("error_description", self.description))
+                params.extend(self._extra_challenge_params())
+            if scheme == "DPoP" and challenge.algs:
+                params.append(("algs", " ".join(challenge.algs)))
+            rendered = ", ".join(f"{name}={_quote(value)}" for name, value in params)
+            parts.append(f"{scheme} {rendered}" if rendered else scheme)
+        return ", ".join(parts)
+
+    def headers(self, realm: str | None = None) -> dict[str, str]:
+        """The response headers for this error: ``WWW-Authenticate`` for a 400, 401 or
+        403 (RFC 6750 §3), and ``DPoP-Nonce`` when a nonce is demanded (RFC 9449 §9)."""
+        if self.status_code in (400, 401, 403):
+            return {"WWW-Authenticate": self.www_authenticate(realm)}
+        return {}
 
     def _extra_challenge_params(self) -> list[tuple[str, str]]:
         return []
@@ -161,6 +214,42 @@ class InactiveToken(InvalidToken):
     default_description = "The access token is not active"
 
 
+class InvalidTokenBinding(InvalidToken):
+    """The token is sender-constrained (``cnf``: DPoP RFC 9449, mTLS RFC 8705) and the
+    request does not prove possession: a DPoP-bound token sent with the ``Bearer``
+    scheme, a certificate-bound token without the client certificate it is bound to, an
+    unbound token sent with the ``DPoP`` scheme, or a bearer token where the policy
+    demands DPoP."""
+
+    default_description = "The access token is not bound to what this request presents"
+
+
+class InvalidDPoPProof(InvalidToken):
+    """The DPoP proof (RFC 9449 §4.3) is missing, malformed, or fails one of its checks:
+    401 ``invalid_dpop_proof``."""
+
+    error = "invalid_dpop_proof"
+    default_description = "The DPoP proof is invalid"
+
+
+class UseDPoPNonce(InvalidToken):
+    """The policy demands a server-provided nonce in DPoP proofs and the proof has none,
+    or a stale one (RFC 9449 §9): 401 ``use_dpop_nonce`` with a fresh ``DPoP-Nonce``."""
+
+    error = "use_dpop_nonce"
+    default_description = "A DPoP proof with the nonce provided by this server is required"
+
+    def __init__(self, nonce: str, description: str | None = None) -> None:
+        self.nonce = nonce
+        super().__init__(description)
+
+    def __repr__(self) -> str:
+        return f"UseDPoPNonce({self.description!r})"
+
+    def headers(self, realm: str | None = None) -> dict[str, str]:
+        return {**super().headers(realm), "DPoP-Nonce": self.nonce}
+
+
 class InsufficientScope(TokenGuardError):
     """The token is valid but lacks scopes the request needs: 403."""
 
@@ -192,6 +281,13 @@ class ValidationUnavailable(TokenGuardError):
         #: Seconds after which asking again may succeed: send it as ``Retry-After``.
         self.retry_after = retry_after
         super().__init__(description)
+
+    def headers(self, realm: str | None = None) -> dict[str, str]:
+        """``Retry-After`` when tokenguard knows when asking again may succeed."""
+        headers = super().headers(realm)
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
+        return headers
 
 
 class ConfigurationError(TokenGuardError):

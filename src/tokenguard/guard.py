@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -11,9 +12,11 @@ from typing import TYPE_CHECKING, Any, Self
 import httpx
 
 from .config import GuardConfig, Issuer, Policy, Settings, build_config, load_config
+from .core.dpop import DPoPProof
 from .core.engine import Engine
 from .core.events import SecurityEvent
-from .errors import InvalidToken
+from .core.mtls import ClientCertificate
+from .errors import InvalidToken, TokenGuardError
 from .models import TokenInfo
 from .shells.aio import AsyncShell
 from .shells.sync import SyncShell
@@ -97,31 +100,63 @@ class TokenGuard:
         """The validated configuration."""
         return self._engine.config
 
-    def validate(self, token: str, policy: str | Policy | None = None) -> TokenInfo:
+    def validate(
+        self,
+        token: str | None,
+        policy: str | Policy | None = None,
+        *,
+        dpop: DPoPProof | None = None,
+        client_certificate: ClientCertificate | None = None,
+    ) -> TokenInfo:
         """Validate ``token`` under ``policy`` (a policy name; optional if only one is
         configured). Returns a :class:`TokenInfo` or raises a
-        :class:`~tokenguard.TokenGuardError` subclass carrying the HTTP status."""
+        :class:`~tokenguard.TokenGuardError` subclass carrying the HTTP status and the
+        policy's challenge (``error.headers()``).
+
+        Sender-constrained tokens: pass ``dpop=DPoPProof(proof, method, url)`` with the
+        request's ``DPoP`` header (``None`` when it had none) and the scheme that carried
+        the token; pass ``client_certificate`` (PEM or DER) for certificate-bound tokens
+        (RFC 8705). A DPoP-bound token then passes with a valid proof, and a bound token
+        whose binding the request does not prove is refused.
+        """
         try:
-            step = self._engine.start(token, policy)
+            step = self._engine.start(token, policy, dpop, client_certificate)
             if isinstance(step, TokenInfo):
                 return step
             return self._sync.run(step)
-        except InvalidToken as error:
-            if self._generic_errors:
-                _generic(error)
+        except TokenGuardError as error:
+            self._refused(error, policy, dpop)
             raise
 
-    async def avalidate(self, token: str, policy: str | Policy | None = None) -> TokenInfo:
+    async def avalidate(
+        self,
+        token: str | None,
+        policy: str | Policy | None = None,
+        *,
+        dpop: DPoPProof | None = None,
+        client_certificate: ClientCertificate | None = None,
+    ) -> TokenInfo:
         """The async twin of :meth:`validate`: same rules, same caches."""
         try:
-            step = self._engine.start(token, policy)
+            step = self._engine.start(token, policy, dpop, client_certificate)
             if isinstance(step, TokenInfo):
                 return step
             return await self._async.run(step)
-        except InvalidToken as error:
-            if self._generic_errors:
-                _generic(error)
+        except TokenGuardError as error:
+            self._refused(error, policy, dpop)
             raise
+
+    def _refused(
+        self, error: TokenGuardError, policy: str | Policy | None, dpop: DPoPProof | None
+    ) -> None:
+        self._engine.challenge(error, policy, dpop)
+        if self._generic_errors and isinstance(error, InvalidToken):
+            _generic(error)
+
+    def dpop_nonce(self) -> str:
+        """The DPoP nonce to hand out now (``DPoP-Nonce`` header, RFC 9449 §9), for
+        policies with ``dpop_nonce=True``; nonces stay good for about 4 minutes."""
+        return self._engine.binder.nonces.current(time.time())
 
     def forget(self, token: str) -> None:
         """Drop every cached answer about ``token`` in this process (for example on a

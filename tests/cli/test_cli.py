@@ -301,8 +301,12 @@ def test_dev_server_prints_audience_and_lines_to_paste() -> None:
         assert result.stdout.count("VALID") == 2
         assert "source      jwt" in result.stdout
         assert "source      introspection" in result.stdout
+        process.terminate()  # SIGTERM stops it as Ctrl-C does
+        assert process.wait(timeout=10) == 0
+        assert process.stdout is not None
+        assert process.stdout.read().strip() == "stopped"
     finally:
-        process.terminate()
+        process.kill()
         process.wait(timeout=10)
 
 
@@ -313,3 +317,16 @@ def test_dev_server_on_a_busy_port_says_so_in_one_line(auth_server: AuthServer) 
     assert result.stderr.count("\n") == 1
     assert f"127.0.0.1:{auth_server.port}" in result.stderr
     assert "already in use" in result.stderr
+
+
+def test_validate_with_client_secret_post(auth_server: AuthServer) -> None:
+    env = {
+        "TOKENGUARD_CLIENT_ID": auth_server.client_id,
+        "TOKENGUARD_CLIENT_SECRET": auth_server.client_secret,
+    }
+    args = validate_args(auth_server, "--client-auth", "client_secret_post", "--json")
+    result = run(*args, stdin=auth_server.issue_opaque(), env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["token"]["source"] == "introspection"
+    assert auth_server.client_auth_count("introspection", "client_secret_post") == 1
+    assert auth_server.client_auth_count("introspection", "client_secret_basic") == 0

@@ -28,6 +28,7 @@ from tokenguard import (
     UnsupportedToken,
     UntrustedIssuer,
 )
+from tokenguard.core.algorithms import DEFAULT_DPOP_ALGORITHMS
 from tokenguard.testing import AuthServer
 
 from ..conftest import AUDIENCE, Driver, guard_for
@@ -56,6 +57,9 @@ def test_jwt_validates_through_discovery(auth_server: AuthServer, check: Driver,
     assert again.cached
     assert again.subject == "alice"
     assert auth_server.request_count("jwks") == 1
+
+
+DPOP_ALGS = " ".join(DEFAULT_DPOP_ALGORITHMS)
 
 
 def test_opaque_token_is_introspected_and_cached(auth_server: AuthServer, check: Driver) -> None:
@@ -104,9 +108,12 @@ def test_expired_jwt_is_401_with_rfc6750_header(auth_server: AuthServer, check: 
             check(guard, token)
     error = caught.value
     assert error.status_code == 401
+    # The default policy takes DPoP-bound tokens too, so it offers both schemes
+    # (RFC 9449 §7.1); the error goes in the Bearer one, the scheme of the request.
     assert error.www_authenticate(realm="api") == (
         'Bearer realm="api", error="invalid_token", '
-        'error_description="The access token has expired"'
+        'error_description="The access token has expired", '
+        f'DPoP realm="api", algs="{DPOP_ALGS}"'
     )
 
 
@@ -133,7 +140,8 @@ def test_wrong_audience(auth_server: AuthServer, check: Driver) -> None:
         check(guard, auth_server.issue_jwt(audience="urn:somebody-else"))
     assert caught.value.www_authenticate() == (
         'Bearer error="invalid_token", '
-        'error_description="The access token is not intended for this audience"'
+        'error_description="The access token is not intended for this audience", '
+        f'DPoP algs="{DPOP_ALGS}"'
     )
     with pytest.raises(InvalidAudience):
         check(guard, auth_server.issue_jwt(audience=None))
@@ -163,7 +171,7 @@ def test_insufficient_scope_is_403_after_validity(auth_server: AuthServer, check
     assert error.www_authenticate(realm="api") == (
         'Bearer realm="api", error="insufficient_scope", '
         'error_description="The access token lacks the required scope", '
-        'scope="orders:read orders:write"'
+        f'scope="orders:read orders:write", DPoP realm="api", algs="{DPOP_ALGS}"'
     )
     # An expired token lacking the scope is reported as expired.
     with pytest.raises(ExpiredToken):

@@ -85,9 +85,10 @@ def test_jwt_for_another_audience_is_refused(
     with pytest.raises(InvalidAudience) as caught:
         guard.validate(token, policy="jwt")
     assert caught.value.status_code == 401
-    assert caught.value.www_authenticate(realm="orders") == (
+    assert caught.value.www_authenticate(realm="orders").startswith(
         'Bearer realm="orders", error="invalid_token", '
-        'error_description="The access token is not intended for this audience"'
+        'error_description="The access token is not intended for this audience", '
+        'DPoP realm="orders", algs="ES256 '
     )
 
 

@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -30,13 +31,16 @@ __all__ = [
     "claims_for",
     "compact",
     "der_to_raw_ecdsa",
+    "dpop_proof",
     "ecdsa_raw",
     "hmac_key_spellings",
     "jwk_of",
+    "jwk_thumbprint",
     "public_key_of",
     "raw_json",
     "reencode",
     "segment",
+    "self_signed_certificate",
     "self_signed_x5c",
     "sign",
     "split",
@@ -248,12 +252,12 @@ def hmac_key_spellings(jwk: Mapping[str, Any]) -> dict[str, bytes]:
     return spellings
 
 
-def self_signed_x5c(private_key: Any, name: str = "attacker.example") -> list[str]:
-    """An ``x5c`` chain (RFC 7515 §4.1.6): one self-signed certificate for ``private_key``."""
+def self_signed_certificate(private_key: Any, name: str = "attacker.example") -> x509.Certificate:
+    """A self-signed X.509 certificate for ``private_key``."""
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = dt.datetime.now(dt.UTC)
     algorithm = None if isinstance(private_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    certificate = (
+    return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
@@ -263,6 +267,11 @@ def self_signed_x5c(private_key: Any, name: str = "attacker.example") -> list[st
         .not_valid_after(now + dt.timedelta(days=30))
         .sign(private_key, algorithm)
     )
+
+
+def self_signed_x5c(private_key: Any, name: str = "attacker.example") -> list[str]:
+    """An ``x5c`` chain (RFC 7515 §4.1.6): one self-signed certificate for ``private_key``."""
+    certificate = self_signed_certificate(private_key, name)
     der = certificate.public_bytes(serialization.Encoding.DER)
     return [base64.b64encode(der).decode("ascii")]  # x5c is standard base64, not base64url
 
@@ -286,3 +295,57 @@ def claims_for(issuer: str, audience: str, *, lifetime: int = 300, **extra: Any)
         else:
             claims[name] = value
     return claims
+
+
+# -- DPoP (RFC 9449) ------------------------------------------------------------------
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 SHA-256 thumbprint, computed here independently of tokenguard."""
+    required = {
+        "RSA": ("e", "kty", "n"),
+        "EC": ("crv", "kty", "x", "y"),
+        "OKP": ("crv", "kty", "x"),
+    }
+    members = {name: jwk[name] for name in required[jwk["kty"]]}
+    return b64url(hashlib.sha256(raw_json(dict(sorted(members.items())))).digest())
+
+
+def dpop_proof(
+    key: Any,
+    *,
+    htm: str = "GET",
+    htu: str = "https://api.example/orders",
+    token: str | None = None,
+    alg: str | None = None,
+    header: Mapping[str, Any] | None = None,
+    claims: Mapping[str, Any] | None = None,
+    signing_key: Any = None,
+) -> str:
+    """A DPoP proof JWT (RFC 9449 §4.2) built by hand: ``typ`` ``dpop+jwt``, the public
+    ``jwk`` of ``key``, a fresh ``jti`` and ``iat``, ``ath`` of ``token``. ``header`` and
+    ``claims`` add or (``None``) remove members; ``signing_key`` signs with another key
+    than the one in the header (bytes for HMAC)."""
+    if alg is None:
+        if isinstance(key, rsa.RSAPrivateKey):
+            alg = "PS256"
+        elif isinstance(key, ed25519.Ed25519PrivateKey):
+            alg = "EdDSA"
+        else:
+            alg = "ES256"
+    jose: dict[str, Any] = {"typ": "dpop+jwt", "alg": alg, "jwk": jwk_of(key)}
+    payload: dict[str, Any] = {
+        "jti": b64url(secrets.token_bytes(16)),
+        "htm": htm,
+        "htu": htu,
+        "iat": int(time.time()),
+    }
+    if token is not None:
+        payload["ath"] = b64url(hashlib.sha256(token.encode("ascii")).digest())
+    for target, changes in ((jose, header), (payload, claims)):
+        for name, value in (changes or {}).items():
+            if value is None:
+                target.pop(name, None)
+            else:
+                target[name] = value
+    return compact(jose, payload, key=signing_key if signing_key is not None else key, alg=alg)

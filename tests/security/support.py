@@ -12,7 +12,10 @@ from tokenguard import (
     InsufficientScope,
     InvalidAudience,
     InvalidClaims,
+    InvalidDPoPProof,
+    InvalidRequest,
     InvalidSignature,
+    InvalidTokenBinding,
     MalformedToken,
     MissingToken,
     TokenGuard,
@@ -21,6 +24,7 @@ from tokenguard import (
     TokenNotYetValid,
     UnsupportedToken,
     UntrustedIssuer,
+    UseDPoPNonce,
     ValidationUnavailable,
 )
 
@@ -37,6 +41,10 @@ STATUS: dict[type[TokenGuardError], int] = {
     UntrustedIssuer: 401,
     InvalidClaims: 401,
     InactiveToken: 401,
+    InvalidTokenBinding: 401,
+    InvalidDPoPProof: 401,
+    UseDPoPNonce: 401,
+    InvalidRequest: 400,
     InsufficientScope: 403,
     ValidationUnavailable: 503,
 }

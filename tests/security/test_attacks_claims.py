@@ -21,6 +21,7 @@ from tokenguard import (
     InvalidAudience,
     InvalidClaims,
     InvalidSignature,
+    InvalidTokenBinding,
     MalformedToken,
     TokenNotYetValid,
     UnsupportedToken,
@@ -103,15 +104,24 @@ _CLAIM_CASES: dict[str, tuple[dict[str, Any], type]] = {
     "amr-number": ({"amr": 1}, InvalidClaims),
     "acr-list": ({"acr": ["1"]}, InvalidClaims),
     "cnf-string": ({"cnf": "thumbprint"}, InvalidClaims),
-    # sender-constrained tokens need a proof of possession: RFC 9449 §6, RFC 8705 §3
+    # sender-constrained tokens need a proof of possession: RFC 9449 §7.2, RFC 8705 §3
+    # (validated here without the request's proof or certificate: see test_attacks_dpop.py)
     "cnf-dpop-jkt": (
         {"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}},
-        UnsupportedToken,
+        InvalidTokenBinding,
     ),
     "cnf-mtls-x5t": (
         {"cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}},
+        InvalidTokenBinding,
+    ),
+    "cnf-jkt-not-a-thumbprint": ({"cnf": {"jkt": "thumbprint"}}, InvalidClaims),
+    # RFC 7800 confirmation methods tokenguard cannot check: refused, never ignored
+    "cnf-jwk": (
+        {"cnf": {"jwk": {"kty": "EC", "crv": "P-256", "x": "x", "y": "y"}}},
         UnsupportedToken,
     ),
+    "cnf-kid": ({"cnf": {"kid": "key-1"}}, UnsupportedToken),
+    "cnf-jku": ({"cnf": {"jku": "https://attacker.example/jwks"}}, UnsupportedToken),
 }
 
 

@@ -24,6 +24,7 @@ from tokenguard import (
     InvalidAudience,
     InvalidClaims,
     InvalidSignature,
+    InvalidTokenBinding,
     Issuer,
     Policy,
     TokenGuard,
@@ -137,12 +138,20 @@ _ACTIVE_BUT: dict[str, tuple[dict[str, Any], type, dict[str, Any]]] = {
         UnsupportedToken,
         {},
     ),
+    # RFC 9449 §6.2: a DPoP token type without the cnf.jkt to check the proof against
     "token_type-dpop": ({"token_type": "DPoP"}, UnsupportedToken, {}),
+    # validated without the request's proof: the binding is not proven (RFC 9449 §7.2)
     "cnf-bound": (
         {"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}},
-        UnsupportedToken,
+        InvalidTokenBinding,
         {},
     ),
+    "cnf-bound-dpop": (
+        {"token_type": "DPoP", "cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}},
+        InvalidTokenBinding,
+        {},
+    ),
+    "cnf-unknown-method": ({"cnf": {"jwk": {"kty": "EC"}}}, UnsupportedToken, {}),
     "exp-string": ({"exp": "tomorrow"}, InvalidClaims, {}),
     "exp-bool": ({"exp": True}, InvalidClaims, {}),
     "exp-10**400": ({"exp": 10**400}, InvalidClaims, {}),

@@ -183,6 +183,39 @@ def test_token_endpoint_accepts_client_secret_post(
     )
 
 
+def test_client_auth_counts_say_which_method_was_used(
+    auth_server: AuthServer, http: httpx.Client
+) -> None:
+    token = auth_server.issue_opaque()
+    credentials = (auth_server.client_id, auth_server.client_secret)
+    http.post(auth_server.introspection_endpoint, data={"token": token}, auth=credentials)
+    http.post(
+        auth_server.introspection_endpoint,
+        data={"token": token, "client_id": credentials[0], "client_secret": credentials[1]},
+    )
+    http.post(
+        auth_server.introspection_endpoint,
+        data={"token": token},
+        headers={"Authorization": f"Bearer {auth_server.introspection_bearer_token}"},
+    )
+    http.post(auth_server.introspection_endpoint, data={"token": token}, auth=("x", "y"))
+    counts = {
+        method: auth_server.client_auth_count("introspection", method)
+        for method in ("client_secret_basic", "client_secret_post", "bearer", "private_key_jwt")
+    }
+    assert counts == {
+        "client_secret_basic": 1,
+        "client_secret_post": 1,
+        "bearer": 1,
+        "private_key_jwt": 0,
+    }
+    assert auth_server.client_auth_count("token", "client_secret_basic") == 0
+    auth_server.reset_counts()
+    assert auth_server.client_auth_count("introspection", "client_secret_basic") == 0
+    with pytest.raises(ValueError, match="unknown endpoint"):
+        auth_server.client_auth_count("nope", "bearer")
+
+
 def test_resource_and_audience_parameters(auth_server: AuthServer, http: httpx.Client) -> None:
     token = get_token(http, auth_server, resource="https://api.example/")["access_token"]
     assert verify(http, auth_server, token, audience="https://api.example/")["aud"] == (

@@ -13,7 +13,6 @@ from tokenguard.core.claims import (
     MAX_NUMERIC_DATE,
     Claims,
     check_audience,
-    check_binding,
     check_times,
     read_claims,
     to_token_info,
@@ -25,7 +24,6 @@ from tokenguard.errors import (
     InvalidAudience,
     InvalidClaims,
     TokenNotYetValid,
-    UnsupportedToken,
 )
 from tokenguard.models import TokenInfo, freeze
 
@@ -301,16 +299,6 @@ def test_audience_exact_match_only(aud: Any) -> None:
         check_audience(times(aud=aud), "api", required=False)
     with pytest.raises(InvalidAudience):
         check_audience(times(aud=aud), "api", required=True)
-
-
-def test_binding() -> None:
-    check_binding(times(), allow_sender_constrained=False)
-    check_binding(times(cnf={}), allow_sender_constrained=False)  # no confirmation method
-    check_binding(times(cnf={"jkt": "x"}), allow_sender_constrained=True)
-    with pytest.raises(UnsupportedToken, match="proof of possession"):
-        check_binding(times(cnf={"jkt": "x"}), allow_sender_constrained=False)
-    with pytest.raises(UnsupportedToken, match="proof of possession"):
-        check_binding(times(cnf={"x5t#S256": "x"}), allow_sender_constrained=False)
 
 
 # -- to_token_info ------------------------------------------------------------------------

@@ -9,21 +9,25 @@ import pytest
 
 from tokenguard import errors
 from tokenguard.errors import (
+    Challenge,
     ConfigurationError,
     ExpiredToken,
     InactiveToken,
     InsufficientScope,
     InvalidAudience,
     InvalidClaims,
+    InvalidDPoPProof,
     InvalidRequest,
     InvalidSignature,
     InvalidToken,
+    InvalidTokenBinding,
     MalformedToken,
     MissingToken,
     TokenGuardError,
     TokenNotYetValid,
     UnsupportedToken,
     UntrustedIssuer,
+    UseDPoPNonce,
     ValidationUnavailable,
 )
 
@@ -38,6 +42,7 @@ INVALID_TOKEN_CLASSES = [
     UntrustedIssuer,
     InvalidClaims,
     InactiveToken,
+    InvalidTokenBinding,
 ]
 
 
@@ -48,6 +53,7 @@ INVALID_TOKEN_CLASSES = [
         (InvalidRequest, 400, "invalid_request"),
         (MissingToken, 401, None),
         *[(cls, 401, "invalid_token") for cls in INVALID_TOKEN_CLASSES],
+        (InvalidDPoPProof, 401, "invalid_dpop_proof"),
         (ValidationUnavailable, 503, "temporarily_unavailable"),
         (ConfigurationError, 500, "server_error"),
     ],
@@ -74,6 +80,7 @@ def test_insufficient_scope_status() -> None:
 def test_every_public_error_is_tested() -> None:
     tested = {*INVALID_TOKEN_CLASSES, TokenGuardError, InvalidRequest, MissingToken}
     tested |= {ValidationUnavailable, ConfigurationError, InsufficientScope}
+    tested |= {InvalidDPoPProof, UseDPoPNonce, Challenge}
     public = {getattr(errors, name) for name in errors.__all__}
     assert public == tested
 
@@ -206,3 +213,75 @@ def test_errors_copy_and_pickle() -> None:
     for clone in (copy.copy(scope), pickle.loads(pickle.dumps(scope))):  # noqa: S301
         assert clone.scopes == ("a", "b")
         assert clone.description == scope.description
+
+
+# -- DPoP challenges (RFC 9449 §7.1, §9) ------------------------------------------------------
+
+BOTH = Challenge(("Bearer", "DPoP"), ("ES256", "PS256"), "Bearer")
+
+
+def _with(error: TokenGuardError, challenge: Challenge) -> TokenGuardError:
+    error.challenge = challenge
+    return error
+
+
+def test_use_dpop_nonce() -> None:
+    error = UseDPoPNonce("n0nce-1")
+    assert (error.status_code, error.error, error.nonce) == (401, "use_dpop_nonce", "n0nce-1")
+    assert isinstance(error, InvalidToken)
+    assert repr(error) == (
+        "UseDPoPNonce('A DPoP proof with the nonce provided by this server is required')"
+    )
+    # Without a policy's challenge, a DPoP error still goes in a DPoP challenge.
+    assert error.headers() == {
+        "WWW-Authenticate": 'Bearer, DPoP error="use_dpop_nonce", '
+        'error_description="A DPoP proof with the nonce provided by this server is required"',
+        "DPoP-Nonce": "n0nce-1",
+    }
+    for clone in (copy.copy(error), pickle.loads(pickle.dumps(error))):  # noqa: S301
+        assert clone.nonce == "n0nce-1"
+
+
+def test_bearer_and_dpop_challenges() -> None:
+    # RFC 9449 §7.1-7.2: both schemes offered; the error goes in the scheme the request used.
+    assert _with(MissingToken(), BOTH).www_authenticate() == 'Bearer, DPoP algs="ES256 PS256"'
+    assert _with(MissingToken(), BOTH).www_authenticate(realm="api") == (
+        'Bearer realm="api", DPoP realm="api", algs="ES256 PS256"'
+    )
+    assert _with(ExpiredToken(), BOTH).www_authenticate() == (
+        'Bearer error="invalid_token", error_description="The access token has expired", '
+        'DPoP algs="ES256 PS256"'
+    )
+    dpop = Challenge(("Bearer", "DPoP"), ("ES256",), "DPoP")
+    assert _with(ExpiredToken(), dpop).www_authenticate() == (
+        'Bearer, DPoP error="invalid_token", '
+        'error_description="The access token has expired", algs="ES256"'
+    )
+    assert _with(InsufficientScope(["a"]), dpop).www_authenticate() == (
+        'Bearer, DPoP error="insufficient_scope", '
+        'error_description="The access token lacks the required scope", scope="a", algs="ES256"'
+    )
+
+
+def test_dpop_errors_always_go_in_the_dpop_challenge() -> None:
+    error = _with(InvalidDPoPProof("The DPoP proof is for another URL"), BOTH)
+    assert error.www_authenticate() == (
+        'Bearer, DPoP error="invalid_dpop_proof", '
+        'error_description="The DPoP proof is for another URL", algs="ES256 PS256"'
+    )
+    assert error.headers() == {"WWW-Authenticate": error.www_authenticate()}
+
+
+def test_dpop_only_challenge() -> None:
+    only = Challenge(("DPoP",), ("ES256",), "Bearer")  # a Bearer request to a DPoP-only policy
+    assert _with(InvalidTokenBinding(), only).www_authenticate(realm="r") == (
+        'DPoP realm="r", error="invalid_token", '
+        'error_description="The access token is not bound to what this request presents", '
+        'algs="ES256"'
+    )
+
+
+def test_headers_only_for_client_errors() -> None:
+    assert ValidationUnavailable().headers() == {}
+    assert ConfigurationError().headers() == {}
+    assert InvalidRequest().headers() == {"WWW-Authenticate": InvalidRequest().www_authenticate()}

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from tokenguard.client_auth import BearerToken, ClientSecretBasic, ClientSecretPost
+from tokenguard.config import Policy
+from tokenguard.core.binding import binding_rules
 from tokenguard.core.exchange import HttpFailure, HttpResponse
 from tokenguard.core.introspection import (
     IntrospectionRecord,
@@ -174,9 +176,12 @@ def check(rec: IntrospectionRecord, **overrides: Any) -> Any:
         "audience": AUD,
         "leeway": 0.0,
         "require_audience": False,
-        "allow_sender_constrained": False,
         "now": NOW,
     }
+    legacy = overrides.pop("allow_sender_constrained", False)
+    options["binding"] = binding_rules(
+        Policy(name="p", audience=AUD, allow_sender_constrained=legacy)
+    )
     options.update(overrides)
     return check_record(rec, **options)
 
@@ -252,21 +257,35 @@ def test_bearer_token_types(token_type: str) -> None:
 def test_non_bearer_token_types_refused(token_type: str) -> None:
     with pytest.raises(UnsupportedToken, match="not a bearer access token"):
         check(record(token_type=token_type))
-    with pytest.raises(UnsupportedToken):
+    with (
+        pytest.raises(UnsupportedToken),
+        pytest.warns(DeprecationWarning, match="allow_sender_constrained"),
+    ):
         check(record(token_type=token_type), allow_sender_constrained=True)
 
 
+JKT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"  # RFC 7638 §3.1's example thumbprint
+
+
 def test_dpop_token_type() -> None:
+    # RFC 9449 §6.2: token_type DPoP comes with the cnf.jkt the proof is checked against.
     with pytest.raises(UnsupportedToken, match="not a bearer access token"):
-        check(record(token_type="DPoP", cnf={"jkt": "x"}))
-    claims = check(record(token_type="DPoP", cnf={"jkt": "x"}), allow_sender_constrained=True)
-    assert claims.cnf == {"jkt": "x"}
+        check(record(token_type="DPoP"))
+    with pytest.raises(UnsupportedToken, match="not a bearer access token"):
+        check(record(token_type="DPoP", cnf={"x5t#S256": JKT}))
+    assert check(record(token_type="DPoP", cnf={"jkt": JKT})).cnf == {"jkt": JKT}
+    with pytest.warns(DeprecationWarning, match="allow_sender_constrained"):
+        claims = check(record(token_type="DPoP"), allow_sender_constrained=True)
+    assert claims.cnf is None
 
 
 def test_cnf_binding() -> None:
-    with pytest.raises(UnsupportedToken, match="proof of possession"):
-        check(record(token_type="Bearer", cnf={"x5t#S256": "abc"}))
-    check(record(cnf={"x5t#S256": "abc"}), allow_sender_constrained=True)
+    # Shape only: whether the request proves it is checked after validation.
+    assert check(record(token_type="Bearer", cnf={"x5t#S256": JKT})).cnf == {"x5t#S256": JKT}
+    with pytest.raises(InvalidClaims, match="x5t#S256 member is invalid"):
+        check(record(cnf={"x5t#S256": "abc"}))
+    with pytest.raises(UnsupportedToken, match="confirmation method"):
+        check(record(cnf={"jwk": {"kty": "EC"}}))
 
 
 def test_checks_apply_to_the_asking_policy_only() -> None:

@@ -54,6 +54,7 @@ def test_no_refresh_allowed_yet_is_503_with_retry_after(
             server.run(e, forged)
         assert raised.value.status_code == 503
         assert raised.value.retry_after == 1
+        assert raised.value.headers() == {"Retry-After": "1"}
         assert server.urls == [JWKS]
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import errno
 import shlex
+import signal
 import time
+from types import FrameType
 from typing import TYPE_CHECKING, Final
 
 import click
@@ -53,6 +55,10 @@ def paste_lines(server: AuthServer) -> list[str]:
         f'echo "$JWT" | {validate}',
         f'echo "$OPAQUE" | {validate}',
     ]
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _start(port: int) -> AuthServer:
@@ -120,6 +126,7 @@ def dev_server(port: int) -> None:
         for line in paste_lines(server):
             click.echo(f"  {line}")
         click.echo("\nPress Ctrl-C to stop.", nl=True)
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
         try:
             while True:
                 time.sleep(3600)

@@ -151,6 +151,13 @@ def _info_rows(info: TokenInfo) -> list[tuple[str, str]]:
     "arguments show in ps and stay in shell history.",
 )
 @click.option(
+    "--client-auth",
+    type=click.Choice(["client_secret_basic", "client_secret_post"]),
+    default="client_secret_basic",
+    show_default=True,
+    help="How the client authenticates to the introspection endpoint.",
+)
+@click.option(
     "--allow-missing-audience",
     is_flag=True,
     help="Accept introspection answers that carry no aud (by default an opaque token needs it).",
@@ -169,6 +176,7 @@ def validate(
     accept_plain_jwt: bool,
     client_id: str | None,
     client_secret: str | None,
+    client_auth: str,
     allow_missing_audience: bool,
     allow_insecure_http: bool,
     as_json: bool,
@@ -186,7 +194,7 @@ def validate(
     Exit codes: 0 valid, 1 invalid or insufficient scope, 2 usage or configuration
     error, 3 validation unavailable.
     """
-    from ..client_auth import ClientSecretBasic
+    from ..client_auth import ClientSecretBasic, ClientSecretPost
     from ..config import Issuer, Policy
     from ..guard import TokenGuard
 
@@ -210,7 +218,8 @@ def validate(
     # Every problem at once: the configuration's (named by option), then what is missing.
     problems: list[str] = []
     try:
-        auth = ClientSecretBasic(client_id, client_secret) if client_id and client_secret else None
+        method = ClientSecretPost if client_auth == "client_secret_post" else ClientSecretBasic
+        auth = method(client_id, client_secret) if client_id and client_secret else None
         guard = TokenGuard(
             issuers=[Issuer(issuer, client_auth=auth, allow_insecure_http=allow_insecure_http)],
             policies=[Policy(**policy)],

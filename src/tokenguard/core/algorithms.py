@@ -16,6 +16,7 @@ from jwt.algorithms import get_default_algorithms
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
     "DEFAULT_ALGORITHMS",
+    "DEFAULT_DPOP_ALGORITHMS",
     "REGISTRY",
     "JWSAlgorithm",
 ]
@@ -88,4 +89,20 @@ DEFAULT_ALGORITHMS: tuple[str, ...] = (
     "ES512",
     "EdDSA",
     "Ed25519",
+)
+
+#: The algorithms a DPoP proof may use unless the policy says otherwise (RFC 9449 §4.3:
+#: asymmetric only), in the order the ``algs`` challenge parameter lists them.
+DEFAULT_DPOP_ALGORITHMS: tuple[str, ...] = (
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+    "Ed25519",
+    "PS256",
+    "PS384",
+    "PS512",
+    "RS256",
+    "RS384",
+    "RS512",
 )

@@ -17,14 +17,12 @@ from ..errors import (
     InvalidAudience,
     InvalidClaims,
     TokenNotYetValid,
-    UnsupportedToken,
 )
 from ..models import TokenInfo, TokenSource, freeze
 
 __all__ = [
     "Claims",
     "check_audience",
-    "check_binding",
     "check_times",
     "read_claims",
     "to_token_info",
@@ -182,13 +180,6 @@ def check_audience(claims: Claims, audience: str, *, required: bool) -> None:
         return
     if audience not in claims.audience:
         raise InvalidAudience()
-
-
-def check_binding(claims: Claims, *, allow_sender_constrained: bool) -> None:
-    """A token bound to a key (``cnf``: DPoP RFC 9449, mTLS RFC 8705) is not a bearer
-    token: refuse it unless the policy says the caller checks the proof of possession."""
-    if claims.cnf and not allow_sender_constrained:
-        raise UnsupportedToken("Sender-constrained tokens need a proof of possession")
 
 
 def to_token_info(

@@ -32,22 +32,24 @@ from ..errors import (
     ValidationUnavailable,
 )
 from ..models import TokenInfo
+from .binding import Binder, Presented, check_binding
 from .caches import IntrospectionCache, VerifiedCache, token_digest
 from .claims import (
     Claims,
     check_audience,
-    check_binding,
     check_times,
     read_claims,
     to_token_info,
 )
 from .detect import TokenFormat, detect
 from .discovery import Metadata
+from .dpop import DPoPProof, verify_proof
 from .events import SecurityEvent, check_set_type, event_cutoffs, read_set
 from .exchange import Fetch, HttpOutcome, HttpRequest, HttpResponse
 from .introspection import IntrospectionRecord, build_request, check_record, read_response
 from .jose import JWS, check_typ, parse_jws, strict_json, verify_signature
 from .jwks import VerificationKey
+from .mtls import ClientCertificate
 from .needs import Joint
 from .policy import IssuerRuntime, PolicyRuntime, Route, compile_config, issuer_runtime, route
 from .revocation import (
@@ -92,6 +94,7 @@ class Engine:
             max_inactive_ttl=max(p.inactive_cache_age for p in runtimes),
         )
         self.verified_cache = VerifiedCache(self.settings.verified_cache_size, self.policies)
+        self.binder = Binder(self.settings, list(config.policies))
         self.revocations = Revocations()
         self.fleet: FleetTier | None = None  # set by a fleet attached to the guard
         self._transmitters: dict[tuple[str, str], IssuerRuntime] = {}
@@ -128,19 +131,42 @@ class Engine:
             raise MalformedToken()
         return token_digest(token)
 
-    def start(self, token: object, policy: str | Policy | None) -> TokenInfo | Flow:
-        """A cached answer, or the flow that will produce one."""
+    def start(
+        self,
+        token: object,
+        policy: str | Policy | None,
+        dpop: DPoPProof | None = None,
+        certificate: ClientCertificate | None = None,
+    ) -> TokenInfo | Flow:
+        """A cached answer, or the flow that will produce one. ``dpop`` and
+        ``certificate`` are what the request offers to prove a bound token's possession."""
         runtime = self.policy(policy)
         digest = self.digest(token)
         now = time.time()
+        assert isinstance(token, str)
+        presented = None
+        if dpop is not None or certificate is not None:
+            presented = self.binder.begin(runtime.binding, token, dpop, certificate, now)
         if runtime.verified_cache_ttl:
             cached = self.verified_cache.get(digest, runtime.name, now)
             if cached is not None:
                 if not self.revocations.active or not self._revoked(cached, token, digest, now):
+                    if presented is None and runtime.binding.plain and "cnf" not in cached.claims:
+                        return cached  # the common case: a bearer token seen before
+                    self.binder.confirm(cached, presented, runtime.binding, now)
                     return cached
                 self.verified_cache.forget(digest)  # the flow refuses it
-        assert isinstance(token, str)
-        return self._flow(token, digest, runtime, now)
+        return self._flow(token, digest, runtime, now, presented)
+
+    def challenge(
+        self, error: TokenGuardError, policy: str | Policy | None, dpop: DPoPProof | None
+    ) -> None:
+        """Set the policy's challenge (Bearer and/or DPoP, RFC 9449 §7.1) on an error."""
+        try:
+            runtime = self.policy(policy)
+        except ConfigurationError:
+            return
+        error.challenge = self.binder.challenge(runtime.binding, dpop)
 
     def forget(self, token: str) -> None:
         """Drop every cached answer about ``token`` (e.g. after a revocation signal)."""
@@ -302,22 +328,38 @@ class Engine:
 
     # -- the flow -------------------------------------------------------------------
 
-    def _flow(self, token: str, digest: bytes, policy: PolicyRuntime, now: float) -> Flow:
+    def _flow(
+        self,
+        token: str,
+        digest: bytes,
+        policy: PolicyRuntime,
+        now: float,
+        presented: Presented | None = None,
+    ) -> Flow:
         """One validation. If the token is forgotten or revoked while it runs, whatever
         it learnt is dropped and it starts again: nothing obtained before a forget or a
         revocation is cached or served after it returns."""
         for _ in range(_MAX_RESTARTS):
             began = self.revocations.mark()
-            info = yield from self._attempt(token, digest, policy, now, began)
+            info = yield from self._attempt(token, digest, policy, now, began, presented)
             revocations = self.revocations
             if not revocations.touched_since(digest, began) and not revocations.cut_since(began):
+                if presented is not None and presented.proof is not None:
+                    # Last: only a DPoP proof whose request passed is remembered.
+                    self.binder.claim(presented.proof, now)
                 return info
             self.verified_cache.forget(digest)  # undo what this attempt remembered
             now = time.time()
         raise ValidationUnavailable("The token kept being revoked during validation")
 
     def _attempt(
-        self, token: str, digest: bytes, policy: PolicyRuntime, now: float, began: int
+        self,
+        token: str,
+        digest: bytes,
+        policy: PolicyRuntime,
+        now: float,
+        began: int,
+        presented: Presented | None,
     ) -> Flow:
         path = route(detect(token), policy)
         token_ids: tuple[bytes, ...] = (token_revocation_id(digest),)
@@ -332,12 +374,14 @@ class Engine:
                 issuer, token, digest, policy, now, began
             )
             claims = self._check_introspected(introspected, issuer, policy, now, opaque=True)
+            proof = self.binder.match(claims.cnf, presented, policy.binding)
             info = to_token_info(
                 claims, source="introspection", issuer=issuer.issuer, token_type=claims.token_type
             )
         else:
             jws = parse_jws(token, policy.algorithms)
             claims, issuer = self._check_jwt_claims(jws, policy, now)
+            proof = self.binder.match(claims.cnf, presented, policy.binding)
             issued_by = None if claims.iat is None else claims.iat + policy.leeway
             keys = yield from self._keys(issuer, jws, now, issued_by)
             if not keys:
@@ -364,6 +408,8 @@ class Engine:
             now=now,
         ):
             raise InactiveToken("The access token has been revoked")
+        if proof is not None:
+            verify_proof(proof)  # the DPoP proof's signature, once the token's verified
         # Authorisation last, so an expired token is reported as expired.
         if not policy.required_scopes <= info.scopes:
             raise InsufficientScope(policy.required_scopes)
@@ -387,7 +433,7 @@ class Engine:
         # RFC 9068 §2.2 requires iat in an at+jwt; untyped JWTs (accept_plain_jwt) may lack it.
         check_times(claims, now, policy.leeway, require_exp=True, require_iat=typed)
         check_audience(claims, policy.audience, required=True)
-        check_binding(claims, allow_sender_constrained=config.allow_sender_constrained)
+        check_binding(claims, policy.binding)
         return claims, issuer
 
     def _check_introspected(
@@ -407,7 +453,7 @@ class Engine:
             leeway=policy.leeway,
             # A JWT already proved its audience; an opaque token has only this answer.
             require_audience=opaque and config.require_introspection_audience,
-            allow_sender_constrained=config.allow_sender_constrained,
+            binding=policy.binding,
             now=now,
         )
 

@@ -22,7 +22,8 @@ from ..errors import (
     UntrustedIssuer,
     ValidationUnavailable,
 )
-from .claims import Claims, check_audience, check_binding, check_times, read_claims
+from .binding import BindingRules, check_binding
+from .claims import Claims, check_audience, check_times, read_claims
 from .exchange import HttpOutcome, HttpRequest, HttpResponse
 from .jose import parse_json_object
 
@@ -101,13 +102,14 @@ def check_record(
     audience: str,
     leeway: float,
     require_audience: bool,
-    allow_sender_constrained: bool,
+    binding: BindingRules,
     now: float,
 ) -> Claims:
     """Check what the server said against one policy; return the claims if they pass.
 
     The server's ``active`` is necessary, not sufficient: ``iss``, ``aud``, ``exp``,
-    ``nbf`` and ``token_type`` are checked when present, as for a JWT.
+    ``nbf`` and ``token_type`` are checked when present, as for a JWT. A ``DPoP`` token
+    type (RFC 9449 §6.2) must come with the ``cnf.jkt`` the proof is then checked against.
     """
     claims = record.claims
     if not record.active or claims is None:
@@ -118,11 +120,9 @@ def check_record(
     check_audience(claims, audience, required=require_audience)
     token_type = claims.token_type
     kind = None if token_type is None else token_type.lower()
-    if (
-        kind is not None
-        and kind not in _BEARER_TYPES
-        and (kind != "dpop" or not allow_sender_constrained)
-    ):
-        raise UnsupportedToken("The token is not a bearer access token")
-    check_binding(claims, allow_sender_constrained=allow_sender_constrained)
+    if kind is not None and kind not in _BEARER_TYPES:
+        bound = claims.cnf is not None and "jkt" in claims.cnf
+        if kind != "dpop" or not (bound or binding.legacy):
+            raise UnsupportedToken("The token is not a bearer access token")
+    check_binding(claims, binding)
     return claims

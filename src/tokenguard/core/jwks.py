@@ -21,12 +21,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ..config import Settings
 from .algorithms import REGISTRY
 
-__all__ = ["JwksState", "KeySet", "VerificationKey", "max_age", "parse_jwks"]
+__all__ = ["JwksState", "KeySet", "VerificationKey", "max_age", "parse_jwks", "usable_key"]
 
 log = logging.getLogger("tokenguard.jwks")
 
 _MIN_RSA_BITS = 2048
-_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d{1,10})\"?\s*(?:,|$)", re.IGNORECASE)
 _EARLY_GAP_MIN = 1.0
 _NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-cache|no-store)\s*(?:,|$)", re.IGNORECASE)
@@ -80,7 +80,7 @@ class KeySet:
         return f"KeySet({len(self.keys)} keys)"
 
 
-def _usable_key(jwk: Any, *, allow_symmetric: bool) -> VerificationKey | None:
+def usable_key(jwk: Any, *, allow_symmetric: bool) -> VerificationKey | None:
     """Turn one JWK into a verification key, or None if it cannot safely verify."""
     if not isinstance(jwk, dict):
         return None
@@ -98,7 +98,7 @@ def _usable_key(jwk: Any, *, allow_symmetric: bool) -> VerificationKey | None:
     if kty == "oct":
         if not allow_symmetric:
             return None  # a symmetric key in a published key set is never trusted
-    elif _PRIVATE_MEMBERS.intersection(jwk):
+    elif PRIVATE_MEMBERS.intersection(jwk):
         return None  # a published set must not carry private keys; refuse, don't guess
     algorithms = frozenset(name for name, a in REGISTRY.items() if a.fits(kty, crv))
     if alg is not None:
@@ -131,7 +131,7 @@ def parse_jwks(
     keys = document.get("keys")
     if not isinstance(keys, list):
         raise ValueError("not a JWK Set")
-    usable = (_usable_key(k, allow_symmetric=allow_symmetric) for k in keys[:max_keys])
+    usable = (usable_key(k, allow_symmetric=allow_symmetric) for k in keys[:max_keys])
     return KeySet(tuple(k for k in usable if k is not None))
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from ..client_auth import _secret_from_env
+from ..client_auth import secret_from_env
 from .keys import MIN_SECRET_BYTES
 
 __all__ = ["FleetSettings"]
@@ -36,7 +36,7 @@ class FleetSettings(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _env(cls, data: Any) -> Any:
-        return _secret_from_env(data, "secret")
+        return secret_from_env(data, "secret")
 
     @field_validator("redis_url")
     @classmethod

@@ -9,6 +9,7 @@ that trusts a server. With pytest, the ``auth_server``, ``issue_token`` and
 """
 
 from tokenguard.testing.clients import DEFAULT_AUDIENCE, Client, TokenFormat
+from tokenguard.testing.dpop import DPoPKey
 from tokenguard.testing.endpoints import ENDPOINTS
 from tokenguard.testing.guards import guard_for
 from tokenguard.testing.keys import SUPPORTED_ALGORITHMS
@@ -24,6 +25,7 @@ __all__ = [
     "SUPPORTED_ALGORITHMS",
     "AuthServer",
     "Client",
+    "DPoPKey",
     "TokenFormat",
     "guard_for",
 ]

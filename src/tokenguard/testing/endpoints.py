@@ -13,7 +13,7 @@ import binascii
 import json
 import secrets
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar, Final
@@ -217,11 +217,18 @@ def _presented_auth_methods(request: _OAuth2Request) -> list[str]:
 class _AuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     """authlib's framework-agnostic server bound to this package's request/response types."""
 
-    def __init__(self, clients: ClientRegistry, factory: TokenFactory, store: TokenStore) -> None:
+    def __init__(
+        self,
+        clients: ClientRegistry,
+        factory: TokenFactory,
+        store: TokenStore,
+        on_client_auth: Callable[[str, str], None],
+    ) -> None:
         super().__init__()
         self.clients = clients
         self.factory = factory
         self.store = store
+        self._on_client_auth = on_client_auth
 
     def query_client(self, client_id: str) -> Client | None:
         return self.clients.get(client_id)
@@ -245,13 +252,15 @@ class _AuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         if len(_presented_auth_methods(request)) > 1:
             raise InvalidRequestError("More than one client authentication method was used.")
         try:
-            return super().authenticate_client(request, methods, endpoint)
+            client = super().authenticate_client(request, methods, endpoint)
         except InvalidClientError as exc:
             # RFC 7662 §2.3 wants 401 whatever the method; authlib answers 400 for
             # an unknown client unless it came with HTTP Basic.
             raise InvalidClientError(
                 status_code=401, description="Client authentication failed."
             ) from exc
+        self._on_client_auth(endpoint, request.auth_method)
+        return client
 
 
 class _ClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
@@ -349,11 +358,12 @@ class OAuthApp:
         factory: TokenFactory,
         jwks_max_age: int,
         introspection_bearer_token: str,
+        on_client_auth: Callable[[str, str], None],
     ) -> None:
         self._routes = routes
         self._keyring = keyring
         self._jwks_max_age = jwks_max_age
-        self._server = _AuthorizationServer(clients, factory, store)
+        self._server = _AuthorizationServer(clients, factory, store, on_client_auth)
         self._server.register_grant(_ClientCredentialsGrant)
         self._server.register_endpoint(_IntrospectionEndpoint)
         self._server.register_endpoint(_RevocationEndpoint)

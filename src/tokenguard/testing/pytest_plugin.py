@@ -1,7 +1,10 @@
 """pytest fixtures for testing resource servers against :class:`~tokenguard.testing.AuthServer`.
 
 Registered through the ``pytest11`` entry point, so the fixtures are available wherever
-tokenguard is installed. Importing this module has no side effects, and it imports the
+tokenguard and pytest are installed (the ``testing`` extra brings pytest:
+``pip install ".[testing]"`` from a checkout). ``async def`` tests need pytest's async
+support too: anyio's plugin (``@pytest.mark.anyio``; anyio comes with httpx) or
+pytest-asyncio. Importing this module has no side effects, and it imports the
 server only when a fixture is used: entry-point plugins are imported before pytest-cov
 starts measuring, so anything imported here would show up as not covered.
 

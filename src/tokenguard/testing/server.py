@@ -127,6 +127,7 @@ class AuthServer:
                 factory=factory,
                 jwks_max_age=self._jwks_max_age,
                 introspection_bearer_token=self._introspection_bearer_token,
+                on_client_auth=self._switches.record_client_auth,
             )
             self._runtime = _Runtime(port, routes, keyring, factory, app)
             self._listener.serve()
@@ -332,8 +333,10 @@ class AuthServer:
     ) -> str:
         """Mint an opaque (random, 256-bit) token that only introspection can resolve.
 
+        ``subject``, ``scopes``, ``audience``, ``lifetime`` and ``client_id`` are as
+        for :meth:`issue_jwt`.
+
         Args:
-            subject, scopes, audience, lifetime, client_id: as for :meth:`issue_jwt`.
             extra: members to add to or override in its introspection response (e.g.
                 ``{"username": "alice"}``); ``None`` values remove members.
         """
@@ -456,8 +459,15 @@ class AuthServer:
         _check_endpoint(endpoint)
         return self._switches.count(endpoint)
 
+    def client_auth_count(self, endpoint: str, method: str) -> int:
+        """How many requests to ``endpoint`` authenticated a client with ``method``
+        (``"client_secret_basic"``, ``"client_secret_post"``, ``"private_key_jwt"`` or
+        ``"bearer"``): proves which method a resource server really uses."""
+        _check_endpoint(endpoint)
+        return self._switches.client_auth_count(endpoint, method)
+
     def reset_counts(self) -> None:
-        """Zero the request counters."""
+        """Zero the request counters (and the client authentication counters)."""
         self._switches.reset_counts()
 
     def reset(self) -> None:

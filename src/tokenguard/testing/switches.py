@@ -23,6 +23,7 @@ class Switchboard:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self._client_auth: Counter[tuple[str, str]] = Counter()
         self._delays: dict[str | None, float] = {}
         self._failures: dict[str, _Failure] = {}
         self._wake = threading.Event()
@@ -37,10 +38,21 @@ class Switchboard:
         with self._lock:
             return self._counts[endpoint]
 
+    def record_client_auth(self, endpoint: str, method: str) -> None:
+        """Count one client authenticated at ``endpoint`` with ``method``."""
+        with self._lock:
+            self._client_auth[(endpoint, method)] += 1
+
+    def client_auth_count(self, endpoint: str, method: str) -> int:
+        """Clients authenticated at ``endpoint`` with ``method`` since the last reset."""
+        with self._lock:
+            return self._client_auth[(endpoint, method)]
+
     def reset_counts(self) -> None:
         """Zero every counter."""
         with self._lock:
             self._counts.clear()
+            self._client_auth.clear()
 
     def set_delay(self, seconds: float, endpoint: str | None) -> None:
         """Delay answers of ``endpoint`` (``None``: of every endpoint without its own)."""
@@ -90,6 +102,7 @@ class Switchboard:
         """Clear counters, delays and forced answers; wake delayed requests."""
         with self._lock:
             self._counts.clear()
+            self._client_auth.clear()
             self._delays.clear()
             self._failures.clear()
         self.interrupt()

@@ -1,0 +1,224 @@
+"""DPoP proofs at a resource server (RFC 9449 §4.3, §7.1). No I/O.
+
+A proof is checked in two steps around the validation of the token it comes with:
+
+* :func:`read_proof`, before the token and without any cryptography: exactly one
+  well-formed compact JWS of type ``dpop+jwt``, an allowed asymmetric ``alg`` that fits
+  the public ``jwk`` in its header, and claims ``jti``, ``htm`` (the request method),
+  ``htu`` (the request URI without query and fragment, compared after RFC 3986 §6
+  normalisation), ``iat`` (within the policy window) and ``ath`` (the token's hash).
+* :func:`verify_proof`, once the token validated and its ``cnf.jkt`` equals the RFC 7638
+  thumbprint of the proof's key: the signature, with that key.
+
+Parsing reuses :func:`~tokenguard.core.jose.parse_jws` (strict base64url and JSON, no
+``crit``/``b64``, ``alg`` from an allow-list) and the algorithm registry's binding of each
+algorithm to its key type; a key that carries private members is refused outright.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InvalidDPoPProof, InvalidSignature, TokenGuardError
+from .jose import JWS, parse_jws
+from .jwks import PRIVATE_MEMBERS, usable_key
+from .urls import normalize_http_uri
+
+__all__ = [
+    "DPoPProof",
+    "DPoPRules",
+    "Proof",
+    "access_token_hash",
+    "b64url_encode",
+    "jwk_thumbprint",
+    "read_proof",
+    "verify_proof",
+]
+
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_DPOP_TYPES = frozenset({"dpop+jwt", "application/dpop+jwt"})
+# RFC 7638 §3.2: the members of each key type's thumbprint input, in lexicographic order.
+_THUMBPRINT_MEMBERS = {
+    "EC": ("crv", "kty", "x", "y"),
+    "OKP": ("crv", "kty", "x"),
+    "RSA": ("e", "kty", "n"),
+}
+# Private key material of any key type, "k" included (a symmetric key is all secret).
+_SECRET_MEMBERS = PRIVATE_MEMBERS | {"k"}
+_MAX_JTI_LENGTH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class DPoPProof:
+    """What a request offers to prove possession of a DPoP-bound token (RFC 9449 §7.1).
+
+    Attributes:
+        proof: the ``DPoP`` header value, ``None`` when the request had none, or every
+            value when the header occurred more than once (then refused).
+        method: the request's HTTP method (``htm``).
+        url: the request's absolute URL as the client addressed it (``htu``); a query or
+            fragment is ignored. Behind a proxy, build it from forwarded headers you
+            trust, never by default.
+        scheme: the ``Authorization`` scheme that carried the token, ``"DPoP"`` or
+            ``"Bearer"`` (RFC 9449 §7.1-§7.2: a DPoP-bound token sent as ``Bearer`` is
+            refused). ``None``: ``"DPoP"`` when there is a proof, else ``"Bearer"``.
+    """
+
+    proof: str | Sequence[str] | None = field(repr=False)
+    method: str
+    url: str
+    scheme: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DPoPRules:
+    """A policy's DPoP settings, compiled."""
+
+    mode: str  # "disabled" | "allowed" | "required"
+    algorithms: frozenset[str]
+    algs: tuple[str, ...]  # the same, in the policy's order (the challenge's algs)
+    max_age: float
+    nonce: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """A proof that passed :func:`read_proof` (its signature is not verified yet)."""
+
+    jws: JWS = field(repr=False)
+    jwk: dict[str, Any] = field(repr=False)
+    thumbprint: str
+    jti: str = field(repr=False)
+    iat: float
+
+
+def b64url_encode(data: bytes) -> str:
+    """Unpadded base64url (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def access_token_hash(token: str) -> str:
+    """``ath`` (RFC 9449 §4.2): base64url of the SHA-256 of the token's ASCII bytes."""
+    return b64url_encode(hashlib.sha256(token.encode("ascii")).digest())
+
+
+def jwk_thumbprint(jwk: dict[str, Any]) -> str | None:
+    """The RFC 7638 SHA-256 thumbprint of a public JWK, or None if it lacks a required
+    member (or one is not a string)."""
+    kty = jwk.get("kty")
+    members = _THUMBPRINT_MEMBERS.get(kty) if type(kty) is str else None
+    if members is None:
+        return None
+    values = [jwk.get(name) for name in members]
+    if not all(type(v) is str for v in values):
+        return None
+    # Required members only, sorted, no whitespace (RFC 7638 §3.3); the values are
+    # base64url or short names, so json.dumps writes them exactly as given.
+    canonical = json.dumps(dict(zip(members, values, strict=True)), separators=(",", ":"))
+    return b64url_encode(hashlib.sha256(canonical.encode("utf-8")).digest())
+
+
+def _one_value(value: str | Sequence[str] | None) -> str:
+    if value is None:
+        raise InvalidDPoPProof("A DPoP proof is required")
+    if not isinstance(value, str):
+        values = list(value)
+        if len(values) != 1 or not isinstance(values[0], str):
+            raise InvalidDPoPProof("The request must carry exactly one DPoP header")
+        value = values[0]
+    # Several header lines folded into one value are joined by commas, which a compact
+    # JWS never contains (RFC 9449 §4.3 check 1).
+    if "," in value:
+        raise InvalidDPoPProof("The request must carry exactly one DPoP header")
+    return value.strip(" \t")
+
+
+def read_proof(
+    value: str | Sequence[str] | None,
+    *,
+    method: str,
+    url: str,
+    token: str,
+    rules: DPoPRules,
+    max_length: int,
+    now: float,
+) -> Proof:
+    """Every check of RFC 9449 §4.3 that needs neither the token's binding nor a
+    signature verification. Raises :class:`InvalidDPoPProof` (nonces are checked by the
+    caller, which issues them)."""
+    text = _one_value(value)
+    if len(text) > max_length:
+        raise InvalidDPoPProof("The DPoP proof is too large")
+    if not _COMPACT_JWS.fullmatch(text):
+        raise InvalidDPoPProof("The DPoP proof is not a compact JWS")
+    try:
+        jws = parse_jws(text, rules.algorithms)
+    except InvalidSignature:
+        raise InvalidDPoPProof("The DPoP proof algorithm is not allowed") from None
+    except TokenGuardError:
+        raise InvalidDPoPProof("The DPoP proof is malformed") from None
+    if jws.typ is None or jws.typ.lower() not in _DPOP_TYPES:
+        raise InvalidDPoPProof("The DPoP proof type must be dpop+jwt")
+    header = jws.header
+    jwk = header.get("jwk")
+    if type(jwk) is not dict:
+        raise InvalidDPoPProof("The DPoP proof header carries no jwk")
+    if _SECRET_MEMBERS.intersection(jwk):
+        raise InvalidDPoPProof("The DPoP proof jwk contains a private key")
+    kty, crv = jwk.get("kty"), jwk.get("crv")
+    if (
+        type(kty) is not str
+        or (crv is not None and type(crv) is not str)
+        or not jws.algorithm.fits(kty, crv)
+    ):
+        raise InvalidDPoPProof("The DPoP proof jwk does not fit its algorithm")
+    thumbprint = jwk_thumbprint(jwk)
+    if thumbprint is None:
+        raise InvalidDPoPProof("The DPoP proof jwk is incomplete")
+
+    claims = jws.claims
+    jti, htm, htu, iat = claims.get("jti"), claims.get("htm"), claims.get("htu"), claims.get("iat")
+    if type(jti) is not str or not 0 < len(jti) <= _MAX_JTI_LENGTH:
+        raise InvalidDPoPProof("The DPoP proof has no valid jti")
+    if type(iat) is not int and type(iat) is not float:
+        raise InvalidDPoPProof("The DPoP proof has no valid iat")
+    if type(htm) is not str or htm != method:
+        raise InvalidDPoPProof("The DPoP proof is for another HTTP method")
+    # RFC 9449 §4.2: htu is the target URI "without query and fragment parts"; one that
+    # has them is refused rather than cut. The request's are ignored (§4.3 check 9).
+    target = normalize_http_uri(htu, strip_query=False) if type(htu) is str else None
+    if target is None:
+        raise InvalidDPoPProof("The DPoP proof has no valid htu")
+    if target != normalize_http_uri(url, strip_query=True):
+        raise InvalidDPoPProof("The DPoP proof is for another URL")
+    if not now - rules.max_age <= iat <= now + rules.max_age:
+        raise InvalidDPoPProof("The DPoP proof is too old or issued in the future")
+    ath = claims.get("ath")
+    if type(ath) is not str or not hmac.compare_digest(ath, access_token_hash(token)):
+        raise InvalidDPoPProof("The DPoP proof is not for this access token")
+    nonce = claims.get("nonce")
+    if nonce is not None and type(nonce) is not str:
+        raise InvalidDPoPProof("The DPoP proof nonce must be a string")
+    return Proof(jws=jws, jwk=jwk, thumbprint=thumbprint, jti=jti, iat=float(iat))
+
+
+def verify_proof(proof: Proof) -> None:
+    """Verify the proof's signature with the public key it carries (RFC 9449 §4.3
+    checks 6-7). Raises :class:`InvalidDPoPProof`."""
+    jws = proof.jws
+    key = usable_key(proof.jwk, allow_symmetric=False)
+    if key is None or jws.algorithm.name not in key.algorithms:
+        raise InvalidDPoPProof("The DPoP proof key is not usable")
+    try:
+        valid = jws.algorithm.verifier.verify(jws.signing_input, key.key, jws.signature)
+    except (ValueError, TypeError):  # a signature of an impossible shape for this key
+        valid = False
+    if not valid:
+        raise InvalidDPoPProof("The DPoP proof signature is invalid")
