@@ -67,3 +67,21 @@ def test_revocation_reaches_the_other_guard(
     finally:
         a.close()
         b.close()
+
+
+def test_forget_ignores_a_shared_answer_fetched_before_it(
+    auth_server: AuthServer, redis_url: str, prefix: str, check: Driver
+) -> None:
+    """Rule 3 with a fleet: after B forgets a token, the answer A put in Redis before
+    that is neither served nor cached by B: B asks the AS again."""
+    a = fleet_guard(auth_server, redis_url, prefix)
+    b = fleet_guard(auth_server, redis_url, prefix)
+    try:
+        token = auth_server.issue_opaque(scopes=["orders:read"])
+        check(a, token)  # the answer is in Redis now
+        b.forget(token)
+        assert not check(b, token).cached
+        assert auth_server.request_count("introspection") == 2
+    finally:
+        a.close()
+        b.close()
