@@ -44,9 +44,9 @@ class RedisFleet:
         prefix: the namespace of the fleet's keys and channel.
         timeout: the bound of each Redis call in seconds (the default 0.25 s keeps a
             failing Redis from slowing validations down).
-        lock_timeout: how long other processes wait for the one introspecting a token
-            before asking the authorization server themselves (the bound when that
-            process dies).
+        lock_timeout: how long the flight lock of a token lives: the wait of the other
+            processes when the one introspecting it dies, before one of them takes over
+            (default: ``http_timeout`` + 1 s, so a slow answer is not asked for twice).
         startup_timeout: how long the guard's construction waits for the stored
             revocations to be loaded before it serves (without Redis it goes on after
             this, and catches up when Redis comes back).
@@ -61,7 +61,7 @@ class RedisFleet:
         *,
         prefix: str = "tokenguard",
         timeout: float = 0.25,
-        lock_timeout: float = 2.0,
+        lock_timeout: float | None = None,
         startup_timeout: float = 2.0,
     ) -> None:
         raw = secret if isinstance(secret, bytes) else None
@@ -106,13 +106,18 @@ class RedisFleet:
                 raise ValueError("this RedisFleet already belongs to a guard")
             settings = self.settings
             url = settings.redis_url.get_secret_value()
+            # The flight lock outlives the holder's request (bounded by http_timeout) so
+            # a slow authorization server is not asked twice; a holder that dies blocks
+            # the others this long, then one of them takes over.
+            lock_timeout = settings.lock_timeout or engine.settings.http_timeout + 1.0
             self._sync = RedisSyncDriver(url, settings.timeout)
             self._async = RedisAsyncDriver(url, settings.timeout)
             self._tier = FleetTier(
                 self._keys,
                 engine.revocations,
                 forget_digest=engine.forget_digest,
-                lock_timeout=settings.lock_timeout,
+                lock_timeout=lock_timeout,
+                max_wait=lock_timeout + engine.settings.http_timeout,
                 max_entry_bytes=2 * engine.settings.max_introspection_bytes + 4096,
             )
             engine.fleet = self._tier

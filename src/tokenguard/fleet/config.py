@@ -20,8 +20,9 @@ class FleetSettings(BaseModel):
 
     In a file: ``[fleet]`` with ``redis_url`` and ``secret_env`` (the name of the
     environment variable holding the secret), optionally ``prefix``, ``timeout`` (each
-    Redis call, seconds) and ``lock_timeout`` (how long other processes wait for one
-    process's introspection before asking themselves).
+    Redis call, seconds) and ``lock_timeout`` (how long a token's flight lock lives: the
+    wait of the others when the process introspecting it dies; default
+    ``http_timeout`` + 1 s).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
@@ -30,7 +31,7 @@ class FleetSettings(BaseModel):
     secret: SecretStr
     prefix: str = "tokenguard"
     timeout: float = Field(default=0.25, gt=0, le=5)
-    lock_timeout: float = Field(default=2.0, gt=0, le=30)
+    lock_timeout: float | None = Field(default=None, gt=0, le=60)
     startup_timeout: float = Field(default=2.0, ge=0, le=60)
 
     @model_validator(mode="before")

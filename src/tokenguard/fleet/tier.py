@@ -4,10 +4,11 @@ Shared introspection answers
     A process that misses locally asks Redis (one round trip: the answer and the flight
     lock). An answer found is put in the local cache and then read back under the asking
     policy's bounds, exactly like a local entry. On a miss the process takes the flight
-    lock (``SET NX`` with a short expiry) and introspects; the others poll for the answer
-    until the lock is released or expires, so a holder that dies blocks them at most
-    ``lock_timeout``. The answer is written sealed, for as long as the local cache may
-    keep it (token ``exp``, the longest policy TTL, the inactive TTL).
+    lock (``SET NX`` with an expiry) and introspects; the others poll for the answer until
+    the lock is released or expires, so a holder that dies blocks them at most
+    ``lock_timeout``, then one of them takes over. The answer is written sealed, for as
+    long as the local cache may keep it (token ``exp``, the longest policy TTL, the
+    inactive TTL).
 
 Revocations
     Written to a sorted set (scored by when they lapse, so lapsed ones are dropped) and
@@ -85,6 +86,7 @@ class FleetTier:
         *,
         forget_digest: Callable[[bytes], None],
         lock_timeout: float,
+        max_wait: float,
         max_entry_bytes: int,
         breaker: Breaker | None = None,
         max_outbox: int = 100_000,
@@ -95,6 +97,7 @@ class FleetTier:
         self.counters = FleetCounters()
         self._forget_digest = forget_digest
         self._lock_timeout = lock_timeout
+        self._max_wait = max_wait
         self._max_entry_bytes = max_entry_bytes
         self._set = keys.fixed(_REVOCATIONS)
         self.channel = keys.fixed(_CHANNEL)
@@ -137,7 +140,9 @@ class FleetTier:
         results = yield probe
         leading = False
         waited = False
-        deadline = time.monotonic() + self._lock_timeout
+        # The lock expires after lock_timeout, so a holder that died is replaced by one
+        # waiter then; a waiter gives up waiting (and asks the AS) only past this valve.
+        deadline = time.monotonic() + self._max_wait
         delay = _FIRST_POLL
         owner = secrets.token_bytes(16)
         while results is not None:
@@ -148,15 +153,20 @@ class FleetTier:
             if record is not None and (usable := accept(record)) is not None:
                 self.counters.shared_hits += 1
                 return usable, True
-            if values[1] is None or time.monotonic() >= deadline:
-                # Nobody holds the flight (or the holder is presumed dead): take it.
+            if values[1] is None:
+                # Nobody holds the flight (its holder finished without an answer to
+                # share, or died and its lock expired): take it; one process wins.
                 taken = yield Store(
                     (StorePut(lock, owner, self._lock_timeout, only_if_absent=True),),
                     complete=self._ok,
                 )
-                leading = bool(taken and taken[0] is True) or time.monotonic() >= deadline
-                if leading or taken is None:
+                if taken is None or isinstance(taken[0], StoreFailure):
                     break
+                if taken[0] is True:
+                    leading = True
+                    break
+            if time.monotonic() >= deadline:
+                break
             if not waited:
                 waited = True
                 self.counters.flights_waited += 1
