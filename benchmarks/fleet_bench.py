@@ -39,7 +39,6 @@ from tokenguard import ClientSecretBasic, Issuer, Policy, TokenGuard  # noqa: E4
 from tokenguard.redis import RedisFleet  # noqa: E402
 from tokenguard.testing import DEFAULT_AUDIENCE, AuthServer  # noqa: E402
 
-
 #: Each Redis call's bound in sections 1 and 2. The default (0.25 s) is right for a
 #: production host; on a 2-CPU machine running 8 workers (and other builds) a call can
 #: wait longer for a CPU, which would measure the machine, not the design.
