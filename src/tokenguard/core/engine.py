@@ -343,7 +343,11 @@ class Engine:
             began = self.revocations.mark()
             info = yield from self._attempt(token, digest, policy, now, began, presented)
             revocations = self.revocations
-            if not revocations.touched_since(digest, began) and not revocations.cut_since(began):
+            if not revocations.touched_since(digest, began):
+                if revocations.cut_since(began) and self._revoked(info, token, digest, now):
+                    # A subject/client cut-off arrived meanwhile and covers this token.
+                    self.verified_cache.forget(digest)
+                    raise InactiveToken("The access token has been revoked")
                 if presented is not None and presented.proof is not None:
                     # Last: only a DPoP proof whose request passed is remembered.
                     self.binder.claim(presented.proof, now)
