@@ -58,3 +58,4 @@ def bench(session: nox.Session) -> None:
     # A full run also records its tables and figures for docs/performance-figures.md.
     record = [] if "--quick" in session.posargs else ["--results", "docs/assets/benchmarks"]
     session.run("python", "benchmarks/run.py", *record, *session.posargs)
+    session.run("python", "benchmarks/frameworks.py", *session.posargs)

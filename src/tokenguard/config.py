@@ -147,6 +147,13 @@ class Policy(BaseModel):
             now checked whenever ``validate`` gets the request's DPoP proof or client
             certificate; with this flag a bound token validated *without* either is
             accepted unchecked, as before (the caller checks ``TokenInfo.cnf``).
+        acr_values: step-up (RFC 9470): the token's ``acr`` must be one of these, else
+            401 ``insufficient_user_authentication`` naming them.
+        max_age: step-up (RFC 9470): the user must have authenticated (``auth_time``) at
+            most this many seconds ago; a token without ``auth_time`` fails.
+        require_rfc9068_claims: a token typed ``at+jwt`` must carry ``sub``,
+            ``client_id`` and ``jti`` (RFC 9068 §2.2); set False for servers that omit
+            them. Untyped tokens (``accept_plain_jwt``) are not held to the profile.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
@@ -170,8 +177,11 @@ class Policy(BaseModel):
     dpop_max_age: float = Field(default=60.0, gt=0, le=600)
     dpop_nonce: bool = False
     allow_sender_constrained: bool = False
+    acr_values: Sequence[str] | None = None
+    max_age: int | None = Field(default=None, ge=0)
+    require_rfc9068_claims: bool = True
 
-    @field_validator("issuers", "algorithms", "required_scopes", "dpop_algorithms")
+    @field_validator("issuers", "algorithms", "required_scopes", "dpop_algorithms", "acr_values")
     @classmethod
     def _as_tuple(cls, value: Sequence[str] | None) -> tuple[str, ...] | None:
         # Accept any sequence (a list in code or TOML); keep an immutable tuple.
@@ -220,6 +230,17 @@ class Policy(BaseModel):
     def _scope_tokens(cls, value: Sequence[str]) -> Sequence[str]:
         if any(not s or any(c.isspace() for c in s) for s in value):
             raise ValueError("each required scope must be a non-empty string without spaces")
+        return value
+
+    @field_validator("acr_values")
+    @classmethod
+    def _acr_tokens(cls, value: Sequence[str] | None) -> Sequence[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("an empty list accepts no acr; leave it unset to accept any")
+        if any(not s or any(c.isspace() for c in s) for s in value):
+            raise ValueError("each acr value must be a non-empty string without spaces")
         return value
 
 

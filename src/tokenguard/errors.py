@@ -19,6 +19,7 @@ __all__ = [
     "ExpiredToken",
     "InactiveToken",
     "InsufficientScope",
+    "InsufficientUserAuthentication",
     "InvalidAudience",
     "InvalidClaims",
     "InvalidDPoPProof",
@@ -41,9 +42,11 @@ __all__ = [
 _ALLOWED_DESCRIPTION = frozenset(
     chr(c) for c in (0x20, 0x21, *range(0x23, 0x5C), *range(0x5D, 0x7F))
 )
-# The error codes defined for the Bearer scheme (RFC 6750 §3.1).
-_BEARER_ERRORS = frozenset({"invalid_request", "invalid_token", "insufficient_scope"})
-# The DPoP scheme uses those and its own two (RFC 9449 §7.1, §9, §12.2).
+# The error codes defined for the Bearer scheme (RFC 6750 §3.1, RFC 9470 §3), and the
+# ones the DPoP scheme adds (RFC 9449 §7.1, §8).
+_BEARER_ERRORS = frozenset(
+    {"invalid_request", "invalid_token", "insufficient_scope", "insufficient_user_authentication"}
+)
 _DPOP_ONLY_ERRORS = frozenset({"invalid_dpop_proof", "use_dpop_nonce"})
 _DPOP_ERRORS = _BEARER_ERRORS | _DPOP_ONLY_ERRORS
 
@@ -97,10 +100,16 @@ class TokenGuardError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.description!r})"
 
-    def www_authenticate(self, realm: str | None = None) -> str:
+    def www_authenticate(
+        self, realm: str | None = None, *, resource_metadata: str | None = None
+    ) -> str:
         """Build the ``WWW-Authenticate`` header value for this error: an RFC 6750 §3
         ``Bearer`` challenge and/or an RFC 9449 §7.1 ``DPoP`` challenge (with ``algs``),
-        as the policy says; the error parameters go in the scheme the request used."""
+        as the policy says; the error parameters go in the scheme the request used.
+
+        ``resource_metadata`` is the URL of the resource's RFC 9728 metadata document
+        (RFC 9728 §5.1), so a client can find which authorization servers to ask.
+        """
         challenge = self.challenge or _BEARER_ONLY
         schemes, carrier = challenge.schemes, challenge.scheme
         if self.error in _DPOP_ONLY_ERRORS:
@@ -121,6 +130,8 @@ class TokenGuardError(Exception):
                 params.extend(self._extra_challenge_params())
             if scheme == "DPoP" and challenge.algs:
                 params.append(("algs", " ".join(challenge.algs)))
+            if resource_metadata is not None:
+                params.append(("resource_metadata", _safe(resource_metadata)))
             rendered = ", ".join(f"{name}={_quote(value)}" for name, value in params)
             parts.append(f"{scheme} {rendered}" if rendered else scheme)
         return ", ".join(parts)
@@ -266,6 +277,43 @@ class InsufficientScope(TokenGuardError):
 
     def _extra_challenge_params(self) -> list[tuple[str, str]]:
         return [("scope", _safe(" ".join(self.scopes)))] if self.scopes else []
+
+
+class InsufficientUserAuthentication(TokenGuardError):
+    """The token is valid but the user's authentication behind it is not strong or recent
+    enough (RFC 9470 step-up): 401 ``insufficient_user_authentication``.
+
+    The challenge carries the ``acr_values`` and ``max_age`` the resource needs, so the
+    client can ask the authorization server for a token from a fresh, stronger login.
+    """
+
+    status_code = 401
+    error = "insufficient_user_authentication"
+    default_description = "A stronger or more recent user authentication is required"
+
+    def __init__(
+        self,
+        acr_values: Iterable[str] | None = (),
+        max_age: int | None = None,
+        description: str | None = None,
+    ) -> None:
+        self.acr_values: tuple[str, ...] = tuple(acr_values or ())
+        self.max_age = max_age
+        super().__init__(description)
+
+    def __repr__(self) -> str:
+        return (
+            f"InsufficientUserAuthentication(acr_values={self.acr_values!r}, "
+            f"max_age={self.max_age!r})"
+        )
+
+    def _extra_challenge_params(self) -> list[tuple[str, str]]:
+        params = []
+        if self.acr_values:
+            params.append(("acr_values", _safe(" ".join(self.acr_values))))
+        if self.max_age is not None:
+            params.append(("max_age", str(self.max_age)))
+        return params
 
 
 class ValidationUnavailable(TokenGuardError):

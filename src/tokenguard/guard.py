@@ -158,6 +158,17 @@ class TokenGuard:
         policies with ``dpop_nonce=True``; nonces stay good for about 4 minutes."""
         return self._engine.binder.nonces.current(time.time())
 
+    def warm_up(self) -> dict[str, bool]:
+        """Fetch every issuer's keys (or metadata) before the first token needs them;
+        return, per issuer, whether it is usable now (fresh or last-known-good keys,
+        known metadata). Cached and backing-off fetches are not repeated, so this is
+        cheap to call often (a readiness probe)."""
+        return self._sync.run(self._engine.warm_up())
+
+    async def awarm_up(self) -> dict[str, bool]:
+        """The async twin of :meth:`warm_up`."""
+        return await self._async.run(self._engine.warm_up())
+
     def forget(self, token: str) -> None:
         """Drop every cached answer about ``token`` in this process (for example on a
         revocation event). An answer requested before the call returns is neither

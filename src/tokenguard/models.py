@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal, Self
@@ -172,6 +173,18 @@ class TokenInfo(BaseModel):
         missing = set(scopes) - self.scopes
         if missing:
             raise InsufficientScope(scopes)
+
+    def require_authentication(
+        self, acr_values: Iterable[str] | None = None, max_age: int | None = None
+    ) -> None:
+        """Raise :class:`~tokenguard.InsufficientUserAuthentication` (401, RFC 9470 step-up)
+        unless the token's ``acr`` is one of ``acr_values`` and its ``auth_time`` is at most
+        ``max_age`` seconds ago; the error's challenge names what is required."""
+        from .core.requirements import StepUp
+
+        step_up = StepUp.of(acr_values, max_age)
+        if step_up is not None:
+            step_up.check(self.claims.get("acr"), self.claims.get("auth_time"), time.time())
 
     def __repr__(self) -> str:
         # Claims may hold personal data; keep reprs (and so logs of them) short.

@@ -14,6 +14,7 @@ from tokenguard.errors import (
     ExpiredToken,
     InactiveToken,
     InsufficientScope,
+    InsufficientUserAuthentication,
     InvalidAudience,
     InvalidClaims,
     InvalidDPoPProof,
@@ -80,6 +81,7 @@ def test_insufficient_scope_status() -> None:
 def test_every_public_error_is_tested() -> None:
     tested = {*INVALID_TOKEN_CLASSES, TokenGuardError, InvalidRequest, MissingToken}
     tested |= {ValidationUnavailable, ConfigurationError, InsufficientScope}
+    tested |= {InsufficientUserAuthentication}
     tested |= {InvalidDPoPProof, UseDPoPNonce, Challenge}
     public = {getattr(errors, name) for name in errors.__all__}
     assert public == tested
@@ -213,6 +215,40 @@ def test_errors_copy_and_pickle() -> None:
     for clone in (copy.copy(scope), pickle.loads(pickle.dumps(scope))):  # noqa: S301
         assert clone.scopes == ("a", "b")
         assert clone.description == scope.description
+
+
+def test_insufficient_user_authentication_challenge() -> None:
+    # RFC 9470 §3: the error code and the requirements as auth-params, acr_values in the
+    # order of preference given.
+    error = InsufficientUserAuthentication(["phr", "mfa"], 300)
+    assert error.status_code == 401
+    assert error.error == "insufficient_user_authentication"
+    assert error.acr_values == ("phr", "mfa")
+    assert error.www_authenticate(realm="api") == (
+        'Bearer realm="api", error="insufficient_user_authentication", '
+        'error_description="A stronger or more recent user authentication is required", '
+        'acr_values="phr mfa", max_age="300"'
+    )
+    assert repr(error) == "InsufficientUserAuthentication(acr_values=('phr', 'mfa'), max_age=300)"
+    only_age = InsufficientUserAuthentication(None, 0, "A more recent user authentication")
+    assert only_age.www_authenticate().endswith('max_age="0"')
+    assert "acr_values" not in only_age.www_authenticate()
+    for clone in (copy.copy(error), pickle.loads(pickle.dumps(error))):  # noqa: S301
+        assert clone.acr_values == ("phr", "mfa")
+        assert clone.max_age == 300
+
+
+def test_resource_metadata_in_challenge() -> None:
+    # RFC 9728 §5.1: the metadata URL goes last, for every kind of challenge.
+    url = "https://api.example.com/.well-known/oauth-protected-resource"
+    assert MissingToken().www_authenticate(realm="api", resource_metadata=url) == (
+        f'Bearer realm="api", resource_metadata="{url}"'
+    )
+    challenge = InsufficientScope(["a"]).www_authenticate(resource_metadata=url)
+    assert challenge.endswith(f'scope="a", resource_metadata="{url}"')
+    assert (
+        ExpiredToken().www_authenticate(resource_metadata='x"y').endswith('resource_metadata="x y"')
+    )
 
 
 # -- DPoP challenges (RFC 9449 §7.1, §9) ------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The ``tokenguard`` console script: inspect, validate, dev-server, demo.
+"""The ``tokenguard`` console script: inspect, validate, dev-server, demo, gateway.
 
 Each command lives in its own module and is added to the :data:`main` group below; a new
 command is one module and one ``main.add_command`` line. Exit codes of ``validate``:
@@ -15,6 +15,7 @@ import click
 from .. import __version__
 from .demo import demo
 from .dev_server import dev_server
+from .gateway import gateway
 from .inspect import inspect
 from .validate import validate
 
@@ -36,3 +37,4 @@ main.add_command(inspect)
 main.add_command(validate)
 main.add_command(dev_server)
 main.add_command(demo)
+main.add_command(gateway)

@@ -52,6 +52,7 @@ from .jwks import VerificationKey
 from .mtls import ClientCertificate
 from .needs import Joint
 from .policy import IssuerRuntime, PolicyRuntime, Route, compile_config, issuer_runtime, route
+from .requirements import check_profile_claims
 from .revocation import (
     Revocation,
     RevocationKind,
@@ -326,6 +327,27 @@ class Engine:
             runtime = self._transmitters.setdefault(key, issuer_runtime(spec, self.config))
         return runtime
 
+    def warm_up(self) -> Generator[Fetch, Any, dict[str, bool]]:
+        """Fetch each issuer's keys (and metadata, when discovered) ahead of any token,
+        skipping what is cached or backing off. Returns, per issuer, whether it can be
+        used now: keys fresh or last-known-good, or metadata known, or nothing to fetch
+        ahead (static keys; an issuer used only through a configured introspection
+        endpoint)."""
+        now = time.time()
+        ready: dict[str, bool] = {}
+        for issuer in self.issuers.values():
+            state = issuer.jwks
+            if state is not None and state.usable(now) is None and state.wants_fetch(now, "", None):
+                yield from self._fetch_jwks(issuer, now)
+            config = issuer.config
+            ready[issuer.issuer] = (
+                state is None
+                or state.usable(now) is not None
+                or issuer.metadata.metadata is not None
+                or (config.introspection_endpoint is not None and config.jwks_uri is None)
+            )
+        return ready
+
     # -- the flow -------------------------------------------------------------------
 
     def _flow(
@@ -417,6 +439,8 @@ class Engine:
         # Authorisation last, so an expired token is reported as expired.
         if not policy.required_scopes <= info.scopes:
             raise InsufficientScope(policy.required_scopes)
+        if policy.step_up is not None:
+            policy.step_up.check(claims.acr, claims.auth_time, now)
         self._remember(info, digest, policy, claims, introspected, now)
         if was_cached:
             info = info.as_cached()
@@ -438,6 +462,8 @@ class Engine:
         check_times(claims, now, policy.leeway, require_exp=True, require_iat=typed)
         check_audience(claims, policy.audience, required=True)
         check_binding(claims, policy.binding)
+        if typed and config.require_rfc9068_claims:
+            check_profile_claims(claims)  # RFC 9068 §2.2: sub, client_id, jti
         return claims, issuer
 
     def _check_introspected(
@@ -480,6 +506,11 @@ class Engine:
         not_after = now + policy.verified_cache_ttl
         if introspected is not None:
             not_after = min(not_after, introspected.fetched_at + policy.active_cache_age)
+        if policy.step_up is not None:
+            # A cached answer must not outlive the user's authentication being recent enough.
+            fresh = policy.step_up.fresh_until(claims.auth_time)
+            if fresh is not None:
+                not_after = min(not_after, fresh)
         if claims.exp is not None:
             not_after = min(not_after, claims.exp + (0 if introspected else policy.leeway))
         self.verified_cache.put(digest, policy.name, info, not_after, now)

@@ -12,6 +12,7 @@ from .binding import BindingRules, binding_rules
 from .detect import TokenFormat
 from .discovery import MetadataState
 from .jwks import JwksState, KeySet, static_keyset
+from .requirements import StepUp
 
 __all__ = ["IssuerRuntime", "PolicyRuntime", "Route", "compile_config", "issuer_runtime", "route"]
 
@@ -61,6 +62,7 @@ class PolicyRuntime:
     inactive_cache_age: float
     verified_cache_ttl: float  # 0: never use the verified-token cache
     binding: BindingRules  # DPoP / mTLS (core/binding.py)
+    step_up: StepUp | None = None  # RFC 9470 acr_values / max_age
 
 
 def route(fmt: TokenFormat, policy: PolicyRuntime) -> Route:
@@ -152,6 +154,7 @@ def _policy_runtime(policy: Policy, issuers: dict[str, IssuerRuntime]) -> Policy
         inactive_cache_age=0.0 if high else policy.inactive_cache_ttl,
         verified_cache_ttl=0.0 if high else policy.verified_cache_ttl,
         binding=binding_rules(policy),
+        step_up=StepUp.of(policy.acr_values, policy.max_age),
     )
 
 

@@ -1,0 +1,405 @@
+"""What every framework adapter shares, written once and free of any framework.
+
+An adapter reads its framework's request into a :class:`RequestView` (plain values),
+hands it to a :class:`Protection`, and writes back either the :class:`TokenInfo` or the
+:class:`Reply` it gets for an error. Everything in between is here:
+
+* reading the access token by the RFC 6750 rules: one ``Authorization: Bearer`` header
+  (two headers, or a malformed one, are ``400 invalid_request``); a token in the query
+  string is refused (§2.3); a form-body token (§2.2) only when the adapter opts in;
+* validating it (:meth:`TokenGuard.validate` or ``avalidate``) and checking what the
+  route requires on top of the policy: scopes, RFC 9470 step-up;
+* the error response: the error's status, its ``WWW-Authenticate`` challenge (with
+  ``resource_metadata``, RFC 9728 §5.1), a small JSON body (``error``,
+  ``error_description``), ``Retry-After`` on 503. A request without credentials gets the
+  bare challenge without an error code (RFC 6750 §3.1). Never the token, never a claim;
+* the RFC 9728 protected resource metadata document and where it is served.
+
+The DPoP and mTLS work reads more off the same view (``DPoP`` header, client
+certificate): a new field here and one line in each adapter's reader.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from ipaddress import ip_address
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlsplit
+
+from .bearer import bearer_token
+from .config import Policy
+from .errors import (
+    ConfigurationError,
+    InsufficientScope,
+    InvalidRequest,
+    MissingToken,
+    TokenGuardError,
+    ValidationUnavailable,
+)
+from .guard import TokenGuard
+from .models import TokenInfo
+
+__all__ = [
+    "METADATA_PATH",
+    "Protection",
+    "Reply",
+    "RequestView",
+    "metadata_location",
+    "route_requirements",
+]
+
+log = logging.getLogger("tokenguard.edge")
+
+#: RFC 9728 §3: the well-known path, inserted between the host and the resource's path.
+METADATA_PATH: Final = "/.well-known/oauth-protected-resource"
+
+_FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+# RFC 6750 §2.2: never GET; only methods whose request body has defined semantics.
+_FORM_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_JSON: Final = "application/json"
+_SERVER_ERROR_DESCRIPTION = "The access token could not be checked"
+
+
+def _no_headers(name: str) -> Sequence[str]:
+    return ()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    """One HTTP request as plain values, read by an adapter; nothing framework-specific.
+
+    Attributes:
+        method: the HTTP method, upper case.
+        headers: every value of a header, by lower-case name (``headers("authorization")``);
+            a header sent twice gives two values where the server keeps them apart.
+        query: the raw query string (without ``?``).
+        url: builds the absolute request URL when a rule needs it (never on the hot path).
+        form_tokens: the ``access_token`` values of a form body, read by the adapter only
+            when :meth:`Protection.wants_form` said so.
+    """
+
+    method: str = "GET"
+    headers: Callable[[str], Sequence[str]] = _no_headers
+    query: str = ""
+    url: Callable[[], str] | None = None
+    form_tokens: tuple[str, ...] = ()
+
+    def with_form(self, tokens: Iterable[str]) -> RequestView:
+        """This view with the ``access_token`` values read from a form body."""
+        return replace(self, form_tokens=tuple(tokens))
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A response for the adapter to write: status, headers and a JSON body."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    content: Mapping[str, Any]
+
+    @property
+    def header_map(self) -> dict[str, str]:
+        """The headers as a dict (header names are unique here)."""
+        return dict(self.headers)
+
+
+def metadata_location(resource: str) -> tuple[str, str]:
+    """The RFC 9728 metadata ``(path, url)`` of a resource identifier (§3.1): the
+    well-known path goes between the host and the resource's own path.
+
+    The resource must be an ``https`` URL (``http`` only on a loopback host, for
+    development) without query or fragment; anything else raises ConfigurationError.
+    """
+    try:
+        parts = urlsplit(resource)
+        hostname = parts.hostname
+    except ValueError:
+        raise ConfigurationError("resource must be an absolute https URL") from None
+    if parts.scheme not in ("https", "http") or not hostname or parts.query or parts.fragment:
+        raise ConfigurationError("resource must be an https URL without query or fragment")
+    if parts.scheme == "http" and not _loopback(hostname):
+        raise ConfigurationError("resource must use https (http only on a loopback host)")
+    suffix = parts.path.rstrip("/")
+    path = METADATA_PATH + suffix
+    return path, f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _resolve_policy(guard: TokenGuard, policy: str | Policy | None) -> Policy:
+    policies = guard.config.policies
+    if policy is None:
+        if len(policies) != 1:
+            raise ConfigurationError("several policies are configured: name one")
+        return policies[0]
+    name = policy.name if isinstance(policy, Policy) else policy
+    for candidate in policies:
+        if candidate.name == name and (not isinstance(policy, Policy) or candidate == policy):
+            return candidate
+    raise ConfigurationError("unknown policy")
+
+
+def _scope_list(scopes: str | Iterable[str]) -> tuple[str, ...]:
+    items = (scopes,) if isinstance(scopes, str) else tuple(scopes)
+    if any(not isinstance(s, str) or not s or " " in s for s in items):
+        raise ConfigurationError("scopes must be non-empty strings without spaces")
+    return items
+
+
+def route_requirements(
+    scopes: str | Iterable[str] = (),
+    acr_values: Iterable[str] | None = None,
+    max_age: int | None = None,
+) -> tuple[tuple[str, ...], tuple[str, ...] | None, int | None]:
+    """Check a route's requirements when it is declared (so a mistake fails at start-up,
+    not on a request); return them normalised. Raises ConfigurationError."""
+    values = None if acr_values is None else tuple(acr_values)
+    try:
+        # The core's own check of the values, run on a token without acr or auth_time
+        # (so valid values fail with InsufficientUserAuthentication, bad ones ValueError).
+        TokenInfo().require_authentication(values, max_age)
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from None
+    except TokenGuardError:
+        pass
+    return _scope_list(scopes), values, max_age
+
+
+class Protection:
+    """The rules an adapter applies to one protected route (or a group of them).
+
+    Args:
+        guard: the :class:`TokenGuard` that validates tokens.
+        policy: the policy name (or :class:`Policy`); optional when the guard has one.
+        scopes: scopes this route requires on top of the policy's ``required_scopes``.
+        acr_values, max_age: RFC 9470 step-up this route requires on top of the policy's.
+        realm: the ``realm`` of the challenges (none by default).
+        resource: this resource server's RFC 9728 resource identifier (an https URL).
+            When set, challenges carry ``resource_metadata`` and :meth:`metadata_reply`
+            serves the document at :attr:`metadata_path`.
+        metadata: more members for the metadata document (``resource_name``,
+            ``resource_documentation``, ``scopes_supported``...).
+        allow_form_token: accept the token as an ``access_token`` form parameter
+            (RFC 6750 §2.2); off by default.
+        retry_after: the ``Retry-After`` seconds sent with a 503.
+    """
+
+    def __init__(
+        self,
+        guard: TokenGuard,
+        policy: str | Policy | None = None,
+        *,
+        scopes: str | Iterable[str] = (),
+        acr_values: Iterable[str] | None = None,
+        max_age: int | None = None,
+        realm: str | None = None,
+        resource: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        allow_form_token: bool = False,
+        retry_after: int = 5,
+    ) -> None:
+        self.guard = guard
+        self.policy = _resolve_policy(guard, policy)
+        self.policy_name = self.policy.name
+        self.scopes, self.acr_values, self.max_age = route_requirements(scopes, acr_values, max_age)
+        self._all_scopes = frozenset(self.policy.required_scopes) | frozenset(self.scopes)
+        self._step_up = self.acr_values is not None or self.max_age is not None
+        self.realm = realm
+        self.resource = resource
+        self.allow_form_token = allow_form_token
+        if type(retry_after) is not int or retry_after < 0:
+            raise ConfigurationError("retry_after must be a whole number of seconds")
+        self.retry_after = retry_after
+        self._metadata_extra = dict(metadata or {})
+        self.metadata_path: str | None = None
+        self.metadata_url: str | None = None
+        self._metadata_body = b""
+        if resource is not None:
+            self.metadata_path, self.metadata_url = metadata_location(resource)
+            self._metadata_body = self._metadata_document()
+        elif metadata:
+            raise ConfigurationError("metadata needs the resource identifier (resource=...)")
+
+    def derive(
+        self,
+        *,
+        scopes: str | Iterable[str] = (),
+        acr_values: Iterable[str] | None = None,
+        max_age: int | None = None,
+    ) -> Protection:
+        """A copy for one route that requires more: ``scopes`` are added; ``acr_values``
+        and ``max_age``, when given, replace this protection's."""
+        return Protection(
+            self.guard,
+            self.policy,
+            scopes=(*self.scopes, *_scope_list(scopes)),
+            acr_values=self.acr_values if acr_values is None else acr_values,
+            max_age=self.max_age if max_age is None else max_age,
+            realm=self.realm,
+            resource=self.resource,
+            metadata=self._metadata_extra,
+            allow_form_token=self.allow_form_token,
+            retry_after=self.retry_after,
+        )
+
+    # -- reading the token --------------------------------------------------------------
+
+    def wants_form(self, request: RequestView) -> bool:
+        """Whether the adapter should read the form body's ``access_token`` values: only
+        on opt-in, for a method with a body, with the form media type (RFC 6750 §2.2)."""
+        if not self.allow_form_token or request.method not in _FORM_METHODS:
+            return False
+        types = request.headers("content-type")
+        return len(types) == 1 and types[0].split(";", 1)[0].strip().lower() == _FORM_MEDIA_TYPE
+
+    def token(self, request: RequestView) -> str:
+        """The access token of ``request`` by the RFC 6750 rules.
+
+        Raises :class:`MissingToken` when there is none (another scheme, such as Basic,
+        counts as none) and :class:`InvalidRequest` for two ``Authorization`` headers, a
+        malformed Bearer header, a token in the query string, or more than one method.
+        """
+        query = request.query
+        if query and ("access_token" in query or "%" in query) and _query_has_token(query):
+            raise InvalidRequest("Access tokens are not accepted in the query string")
+        values = request.headers("authorization")
+        if len(values) > 1:
+            raise InvalidRequest("The request carries more than one Authorization header")
+        forms = request.form_tokens
+        if len(forms) > 1:
+            raise InvalidRequest("The request carries more than one access_token parameter")
+        token: str | None = None
+        if values:
+            try:
+                token = bearer_token(values[0])
+            except MissingToken:
+                token = None  # another scheme: not ours
+        if forms:
+            if token is not None:
+                raise InvalidRequest("The request carries the access token more than once")
+            return bearer_token("Bearer " + forms[0])  # the same b64token rule
+        if token is None:
+            raise MissingToken()
+        return token
+
+    # -- validating ---------------------------------------------------------------------
+
+    def authorize(self, info: TokenInfo, scopes: Iterable[str] = ()) -> TokenInfo:
+        """Check what this route requires beyond the policy (which the guard checked):
+        its scopes and ``scopes`` (403 naming every scope needed), then its step-up."""
+        needed = self._all_scopes
+        if scopes:
+            needed = needed.union(scopes)
+        if not needed <= info.scopes:
+            raise InsufficientScope(needed)
+        if self._step_up:
+            info.require_authentication(self.acr_values, self.max_age)
+        return info
+
+    def validate(self, request: RequestView, scopes: Iterable[str] = ()) -> TokenInfo:
+        """Read, validate (sync) and authorize: the whole check of a sync adapter."""
+        info = self.guard.validate(self.token(request), self.policy_name)
+        return self.authorize(info, scopes)
+
+    async def avalidate(self, request: RequestView, scopes: Iterable[str] = ()) -> TokenInfo:
+        """Read, validate (async, never blocking the loop) and authorize."""
+        info = await self.guard.avalidate(self.token(request), self.policy_name)
+        return self.authorize(info, scopes)
+
+    # -- writing the answer -------------------------------------------------------------
+
+    def challenge(self, error: TokenGuardError) -> str:
+        """The ``WWW-Authenticate`` value for ``error`` (realm, resource_metadata)."""
+        return error.www_authenticate(self.realm, resource_metadata=self.metadata_url)
+
+    def reply(self, error: TokenGuardError) -> Reply:
+        """The response for ``error``: never a token or a claim in it, nor in the log."""
+        status = error.status_code
+        description = error.description
+        if status >= 500:
+            if isinstance(error, ValidationUnavailable):
+                log.warning("access token check unavailable: %s", description)
+            else:
+                log.error("access token check failed: %s: %s", type(error).__name__, description)
+                description = _SERVER_ERROR_DESCRIPTION
+        else:
+            log.debug("request refused: %s (%d)", type(error).__name__, status)
+        content: dict[str, Any] = {}
+        if error.error is not None:
+            content["error"] = error.error
+        content["error_description"] = description
+        headers = [("WWW-Authenticate", self.challenge(error)), ("Cache-Control", "no-store")]
+        # What else the error asks for (a DPoP-Nonce, RFC 9449 §9); the challenge is ours.
+        headers.extend(
+            (name, value)
+            for name, value in error.headers(self.realm).items()
+            if name.lower() != "www-authenticate"
+        )
+        if status == 503:
+            headers.append(("Retry-After", str(self.retry_after)))
+        body = json.dumps(content, separators=(",", ":")).encode()
+        headers.append(("Content-Type", _JSON))
+        return Reply(status, tuple(headers), body, content)
+
+    # -- RFC 9728 -------------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        """The RFC 9728 protected resource metadata document (a fresh dict)."""
+        if not self._metadata_body:
+            raise ConfigurationError("no resource identifier is configured (resource=...)")
+        document: dict[str, Any] = json.loads(self._metadata_body)
+        return document
+
+    def metadata_reply(self) -> Reply:
+        """The metadata document as a response (public, cacheable, readable cross-origin)."""
+        document = self.metadata()
+        headers = (
+            ("Content-Type", _JSON),
+            ("Cache-Control", "public, max-age=3600"),
+            ("Access-Control-Allow-Origin", "*"),
+        )
+        return Reply(200, headers, self._metadata_body, document)
+
+    def _metadata_document(self) -> bytes:
+        issuers = self.policy.issuers or [i.issuer for i in self.guard.config.issuers]
+        document: dict[str, Any] = {
+            "resource": self.resource,
+            "authorization_servers": list(issuers),
+        }
+        if self._all_scopes:
+            document["scopes_supported"] = sorted(self._all_scopes)
+        document["bearer_methods_supported"] = (
+            ["header", "body"] if self.allow_form_token else ["header"]
+        )
+        extra = self._metadata_extra
+        if extra.get("resource", self.resource) != self.resource:
+            raise ConfigurationError("metadata 'resource' must be the resource identifier")
+        document.update(extra)
+        try:
+            return json.dumps(document, separators=(",", ":")).encode()
+        except (TypeError, ValueError):
+            raise ConfigurationError("metadata must be JSON-serialisable") from None
+
+    def __repr__(self) -> str:
+        return f"Protection(policy={self.policy_name!r}, scopes={sorted(self._all_scopes)!r})"
+
+
+def _query_has_token(query: str) -> bool:
+    try:
+        return any(
+            name == "access_token"
+            for name, _ in parse_qsl(query, keep_blank_values=True, max_num_fields=1000)
+        )
+    except ValueError:
+        return True  # too many fields to look through: refuse rather than miss one

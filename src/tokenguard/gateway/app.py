@@ -1,0 +1,300 @@
+"""The gateway as an ASGI application.
+
+Decision endpoints (one per proxy contract, see :mod:`.contracts`): read the forwarded
+request into plain values, find its route, call the guard, answer 200 with identity
+headers or the error's status with its challenge. No validation rule lives here.
+
+Operations: ``/healthz`` (the process answers), ``/readyz`` (every issuer's keys or
+metadata usable, fetched if needed), ``/metrics`` (Prometheus).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .. import DPoPProof
+from ..bearer import bearer_token
+from ..errors import ConfigurationError, InvalidRequest, TokenGuardError
+from ..guard import TokenGuard
+from ..models import TokenInfo
+from .accesslog import AccessLog
+from .config import GatewayConfig, load_gateway_config
+from .contracts import CONTRACTS, Contract, Forwarded, decode_certificate
+from .identity import IdentityWriter
+from .metrics import CONTENT_TYPE, GatewayMetrics, MeasuredTransport
+from .responses import Answer, denial, unmatched
+from .routes import CompiledRoute, UnsafePath, normalize_path
+
+__all__ = ["GatewayApp", "create_app"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("tokenguard.gateway")
+
+_ENVOY = "/envoy"
+_TEXT = (b"content-type", b"text/plain; charset=utf-8")
+_JSON = (b"content-type", b"application/json")
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+def create_app(
+    config: GatewayConfig | str | Path | Mapping[str, Any],
+    *,
+    guard: TokenGuard | None = None,
+) -> GatewayApp:
+    """The gateway ASGI app for a configuration (a :class:`GatewayConfig`, a TOML file
+    path or a mapping). ``guard`` replaces the guard built from the configuration (its
+    policies must include those the routes name)."""
+    if not isinstance(config, GatewayConfig):
+        config = load_gateway_config(config)
+    return GatewayApp(config, guard=guard)
+
+
+class GatewayApp:
+    """The forward-auth ASGI application (see the module docstring)."""
+
+    def __init__(self, config: GatewayConfig, *, guard: TokenGuard | None = None) -> None:
+        self.config = config
+        self.routes = config.route_table()
+        self.metrics = GatewayMetrics()
+        self._cache_hit = self.metrics.token_cache.labels("hit")
+        self._cache_miss = self.metrics.token_cache.labels("miss")
+        settings = config.gateway
+        self._realm = settings.realm
+        self._identity = IdentityWriter(
+            settings.identity_headers.pairs(), settings.max_identity_length
+        )
+        self._access_log = AccessLog() if settings.access_log else None
+        self._http: httpx.AsyncClient | None = None
+        if guard is None:
+            guard_config = config.guard
+            self._http = httpx.AsyncClient(
+                transport=MeasuredTransport(
+                    httpx.AsyncHTTPTransport(
+                        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
+                    ),
+                    self.metrics,
+                ),
+                timeout=guard_config.settings.http_timeout,
+                follow_redirects=False,
+            )
+            # The guard's configuration as checked, every part of it (from_config takes
+            # the models as they are).
+            parts = {name: getattr(guard_config, name) for name in type(guard_config).model_fields}
+            guard = TokenGuard.from_config(parts, async_http_client=self._http)
+        else:
+            names = {p.name for p in guard.config.policies}
+            if missing := {r.policy for r in config.routes if r.policy} - names:
+                raise ConfigurationError(f"the guard has no policy {sorted(missing)!r}")
+        self.guard = guard
+        # Operations endpoints by path (a /stats for guard.stats(), issue 12, goes here).
+        self._endpoints: dict[str, Callable[[Scope, Send], Awaitable[None]]] = {
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/metrics": self._metrics,
+        }
+        self._mounts: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {}
+
+    def mount(self, prefix: str, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        """Serve another ASGI app under ``prefix`` in this one: the security-event
+        receiver (RFC 8935 push delivery), so that a revocation reaches the guard of the
+        worker that receives it. The decision and operations paths cannot be taken."""
+        if not prefix.startswith("/") or prefix.endswith("/") or len(prefix) < 2:
+            raise ValueError("a mount prefix looks like /events")
+        taken = (*CONTRACTS, *self._endpoints)
+        if any(p == prefix or p.startswith(prefix + "/") for p in taken):
+            raise ValueError("this prefix is one of the gateway's own paths")
+        self._mounts[prefix] = app
+
+    # -- ASGI -------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path: str = scope["path"]
+            contract = CONTRACTS.get(path)
+            if contract is not None:
+                await self._decide(contract, scope, send, None)
+            elif path.startswith(_ENVOY + "/"):
+                raw: bytes = scope.get("raw_path") or path.encode("utf-8")
+                target = raw[len(_ENVOY) :].decode("latin-1")
+                if query := scope.get("query_string"):
+                    target += "?" + query.decode("latin-1")
+                await self._decide(CONTRACTS[_ENVOY], scope, send, target)
+            elif (endpoint := self._endpoints.get(path)) is not None:
+                await endpoint(scope, send)
+            elif mounted := self._mounted(path):
+                prefix, app = mounted
+                # As ASGI servers and Starlette do: the path stays whole, root_path grows.
+                child = {**scope, "root_path": scope.get("root_path", "") + prefix}
+                await app(child, receive, send)
+            else:
+                await _send(send, 404, [_TEXT], b"not found\n")
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    def _mounted(
+        self, path: str
+    ) -> tuple[str, Callable[[Scope, Receive, Send], Awaitable[None]]] | None:
+        for prefix, app in self._mounts.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return prefix, app
+        return None
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    ready = await self.guard.awarm_up()
+                except TokenGuardError as error:  # never fatal: /readyz reports it
+                    log.warning("warm-up failed: %s", error.description)
+                else:
+                    for issuer, ok in ready.items():
+                        if not ok:
+                            log.warning("issuer %s is not reachable yet", issuer)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        """Write the access log's last lines; close the guard's HTTP clients."""
+        if self._access_log is not None:
+            self._access_log.flush()
+        await self.guard.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+
+    # -- decisions --------------------------------------------------------------------
+
+    async def _decide(
+        self, contract: Contract, scope: Scope, send: Send, own_target: str | None
+    ) -> None:
+        started = time.perf_counter()
+        route: CompiledRoute | None = None
+        forwarded: Forwarded | None = None
+        path: str | None = None
+        cached: bool | None = None
+        try:
+            forwarded = contract.read(scope["headers"], scope["method"], own_target)
+            try:
+                path = normalize_path(forwarded.target)
+            except UnsafePath as error:
+                raise InvalidRequest(f"The request path is refused: {error}") from None
+            route = self.routes.match(forwarded.method, forwarded.host, path)
+            if route is None:
+                answer = unmatched()
+            elif route.public:
+                answer = Answer(200, list(self._identity.empty))
+            else:
+                info = await self._validate(contract, forwarded, route)
+                cached = info.cached
+                if route.scopes:
+                    info.require_scopes(*route.scopes)
+                answer = Answer(200, self._identity.headers(info))
+        except TokenGuardError as error:
+            answer = denial(error, self._realm)
+            if isinstance(error, InvalidRequest) or error.status_code >= 500:
+                log.info("%s request refused: %s", contract.name, error.description)
+        if contract.status_header and answer.status != 200:
+            # nginx can only answer with what it reads from headers (see contracts.py).
+            answer.headers.append((b"x-tokenguard-status", str(answer.status).encode()))
+            answer.headers.append((b"x-tokenguard-body", answer.body))
+        await _send(send, answer.status, answer.headers, answer.body)
+        elapsed = time.perf_counter() - started
+        self._record(contract, route, forwarded, path, answer, cached, elapsed)
+
+    async def _validate(
+        self, contract: Contract, forwarded: Forwarded, route: CompiledRoute
+    ) -> TokenInfo:
+        """The guard's answer for the forwarded credentials: a bearer token, or a
+        DPoP-bound token with its proof (RFC 9449), and the client certificate (RFC 8705)
+        when the proxy forwarded one."""
+        scheme, token = _credentials(forwarded.authorization)
+        dpop = None
+        if scheme == "DPoP" or forwarded.dpop is not None:
+            url = forwarded.url()
+            # No scheme or host from the proxy: htu cannot match and the proof fails.
+            dpop = DPoPProof(forwarded.dpop, forwarded.method, url or "", scheme)
+        certificate = decode_certificate(contract, forwarded.client_cert)
+        return await self.guard.avalidate(
+            token, route.policy, dpop=dpop, client_certificate=certificate
+        )
+
+    def _record(
+        self,
+        contract: Contract,
+        route: CompiledRoute | None,
+        forwarded: Forwarded | None,
+        path: str | None,
+        answer: Answer,
+        cached: bool | None,
+        elapsed: float,
+    ) -> None:
+        result = "allow" if answer.status == 200 else "deny"
+        name = route.name if route is not None else "(none)"
+        self.metrics.decision(name, result, answer.status, elapsed)
+        if cached is not None:
+            (self._cache_hit if cached else self._cache_miss).inc()
+        if self._access_log is not None:
+            # Never the token, a claim value or the query string (it may hold a token).
+            self._access_log.write(
+                {
+                    "contract": contract.name,
+                    "method": forwarded.method if forwarded else None,
+                    "host": forwarded.host if forwarded else None,
+                    "path": path,
+                    "route": route.name if route else None,
+                    "result": result,
+                    "status": answer.status,
+                    "error": answer.error,
+                    "cached": cached,
+                    "ms": round(elapsed * 1000, 3),
+                }
+            )
+
+    # -- operations -------------------------------------------------------------------
+
+    async def _healthz(self, scope: Scope, send: Send) -> None:
+        await _send(send, 200, [_JSON, _NO_STORE], b'{"status":"ok"}')
+
+    async def _readyz(self, scope: Scope, send: Send) -> None:
+        try:
+            issuers = await self.guard.awarm_up()
+        except TokenGuardError:
+            issuers = {}
+        ready = bool(issuers) and all(issuers.values())
+        body = json.dumps({"ready": ready, "issuers": issuers}).encode("utf-8")
+        await _send(send, 200 if ready else 503, [_JSON, _NO_STORE], body)
+
+    async def _metrics(self, scope: Scope, send: Send) -> None:
+        body = self.metrics.expose()
+        await _send(send, 200, [(b"content-type", CONTENT_TYPE.encode("ascii"))], body)
+
+
+def _credentials(authorization: str | None) -> tuple[str, str]:
+    """``("Bearer" | "DPoP", token)`` from an ``Authorization`` value (RFC 6750 §2.1,
+    RFC 9449 §7.1); no header or another scheme is a missing token."""
+    if authorization:
+        scheme, _, rest = authorization.strip().partition(" ")
+        if scheme.lower() == "dpop":
+            return "DPoP", bearer_token("Bearer " + rest)  # the same token68 rule
+    return "Bearer", bearer_token(authorization)
+
+
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode("ascii"))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
