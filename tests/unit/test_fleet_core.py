@@ -215,7 +215,8 @@ def test_read_set_and_cutoffs() -> None:
         iat=990.0,
         now=now,
     )
-    assert found == (Cutoff("a", "https://as", 995.0), Cutoff("c", "https://as", 995.0))
+    # 995 in whole seconds covers that second: tokens with iat 995 are refused too.
+    assert found == (Cutoff("a", "https://as", 996.0), Cutoff("c", "https://as", 996.0))
     later = event_cutoffs(
         {"sub_id": {"format": "opaque", "id": "e"}},
         {session: {"event_timestamp": 5000}},

@@ -15,7 +15,8 @@ subject identifiers, OpenID SSF) or the event's ``subject`` (CAEP/RISC): formats
 ``iss_sub``, ``opaque``, and ``complex``/``aliases`` made of those; an email address or
 a phone number names no ``sub`` a token carries, so it cannot cut tokens off and is
 ignored. The cut-off time is the event's ``event_timestamp`` (else the SET's ``iat``),
-never later than now.
+never later than now; a time in whole seconds covers that whole second (a token issued
+in the same second as the event is refused, as with ``revoke_subject``).
 """
 
 from __future__ import annotations
@@ -153,7 +154,10 @@ def event_cutoffs(
             continue
         subject = claims.get("sub_id", payload.get("subject"))
         when = _number(payload.get("event_timestamp"))
-        before = min(iat if when is None else when, now)
+        at = iat if when is None else when
+        if at == int(at):
+            at += 1.0  # whole seconds: the tokens of that second are refused too (iat < before)
+        before = min(at, now)
         for sub, issuer in _subjects(subject, transmitter, issuers):
             found.append(Cutoff(sub, issuer, before))
     return tuple(dict.fromkeys(found))
