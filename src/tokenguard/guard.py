@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
-
-import httpx
 
 from .config import GuardConfig, Issuer, Policy, Settings, build_config, load_config
 from .core.dpop import DPoPProof
@@ -18,8 +17,14 @@ from .core.events import SecurityEvent
 from .core.mtls import ClientCertificate
 from .errors import InvalidToken, TokenGuardError
 from .models import TokenInfo
-from .shells.aio import AsyncShell
-from .shells.sync import SyncShell
+
+if TYPE_CHECKING:
+    # The shells (and with them httpx and asyncio) are imported when a guard first needs
+    # one, not by `import tokenguard` (cold start, issue 10 §4).
+    import httpx
+
+    from .shells.aio import AsyncShell
+    from .shells.sync import SyncShell
 
 if TYPE_CHECKING:
     from .redis import RedisFleet
@@ -70,15 +75,44 @@ class TokenGuard:
     ) -> None:
         self._engine = Engine(config)
         self._generic_errors = config.settings.error_descriptions == "generic"
-        timeout = config.settings.http_timeout
         if fleet is None and config.fleet is not None:
             from .redis import RedisFleet
 
             fleet = RedisFleet.from_settings(config.fleet)
         self._fleet = fleet
-        store, async_store = fleet.attach(self._engine) if fleet is not None else (None, None)
-        self._sync = SyncShell(timeout, http_client, store)
-        self._async = AsyncShell(timeout, async_http_client, async_store)
+        self._stores: tuple[Any, Any] = (
+            fleet.attach(self._engine) if fleet is not None else (None, None)
+        )
+        self._clients = (http_client, async_http_client)
+        self._shells_lock = threading.Lock()
+        self._sync_shell: SyncShell | None = None
+        self._async_shell: AsyncShell | None = None
+
+    @property
+    def _sync(self) -> SyncShell:
+        shell = self._sync_shell
+        if shell is None:
+            with self._shells_lock:  # one shell per guard: single-flight lives in it
+                if self._sync_shell is None:
+                    from .shells.sync import SyncShell
+
+                    timeout = self._engine.settings.http_timeout
+                    self._sync_shell = SyncShell(timeout, self._clients[0], self._stores[0])
+                shell = self._sync_shell
+        return shell
+
+    @property
+    def _async(self) -> AsyncShell:
+        shell = self._async_shell
+        if shell is None:
+            with self._shells_lock:
+                if self._async_shell is None:
+                    from .shells.aio import AsyncShell
+
+                    timeout = self._engine.settings.http_timeout
+                    self._async_shell = AsyncShell(timeout, self._clients[1], self._stores[1])
+                shell = self._async_shell
+        return shell
 
     @classmethod
     def from_config(
@@ -247,17 +281,19 @@ class TokenGuard:
     def close(self) -> None:
         """Close the sync HTTP client the guard created (not one you passed in), and
         leave the fleet."""
-        self._sync.close()
+        if self._sync_shell is not None:
+            self._sync_shell.close()
         if self._fleet is not None:
             self._fleet.close()
 
     async def aclose(self) -> None:
         """Close the HTTP clients the guard created (not ones you passed in), and leave
         the fleet."""
-        await self._async.aclose()
-        self._sync.close()
+        if self._async_shell is not None:
+            await self._async_shell.aclose()
         if self._fleet is not None:
             await self._fleet.aclose()
+        self.close()
 
     def __enter__(self) -> Self:
         return self

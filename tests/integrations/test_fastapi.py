@@ -140,3 +140,28 @@ def test_form_token_only_on_opt_in(guard: Any, auth: AuthServer) -> None:
     assert client.post("/open", json=form).status_code == 401
     big = client.post("/open", data={"access_token": token, "pad": "x" * 70000})
     assert big.status_code == 400
+
+
+def test_starlette_backend_on_a_fastapi_app(guard: Any, auth: AuthServer) -> None:
+    # The lighter option docs/integrations.md offers: no dependency, the same rules.
+    from fastapi import Request
+    from starlette.middleware.authentication import AuthenticationMiddleware
+
+    from tokenguard.starlette import TokenGuardBackend
+
+    backend = TokenGuardBackend(guard)
+    app = FastAPI()
+    app.add_middleware(AuthenticationMiddleware, backend=backend, on_error=backend.on_error)
+
+    @app.get("/who")
+    async def who(request: Request) -> dict[str, Any]:
+        return {"subject": request.auth.token.subject}
+
+    client = TestClient(app)
+    token = auth.issue_jwt(subject="kim", audience=AUDIENCE)
+    assert client.get("/who", headers={"Authorization": f"Bearer {token}"}).json() == {
+        "subject": "kim"
+    }
+    refused = client.get("/who", headers={"Authorization": "Bearer x.y"})
+    assert refused.status_code == 401
+    assert refused.json()["error"] == "invalid_token"

@@ -32,6 +32,8 @@ from urllib.parse import quote_plus
 import httpx
 import pytest
 
+from tokenguard.testing import DPoPKey
+
 HERE = Path(__file__).resolve().parent
 SERVER_DIR = HERE / "oidc_provider"
 SETUP_SCRIPT = HERE / "setup.sh"
@@ -160,20 +162,27 @@ class OidcProviderServer(ServerHelpers):
     # -- token endpoint ---------------------------------------------------------------------
 
     def token_request(
-        self, resource: str | None = None, scope: str | None = None
+        self, resource: str | None = None, scope: str | None = None, dpop: str | None = None
     ) -> httpx.Response:
-        """Raw client_credentials token request as app-client (client_secret_basic)."""
+        """Raw client_credentials token request as app-client (client_secret_basic), with
+        a DPoP proof when ``dpop`` is given (RFC 9449 §5)."""
         form = {"grant_type": "client_credentials"}
         if resource is not None:
             form["resource"] = resource
         if scope is not None:
             form["scope"] = scope
-        return self.http.post(self.token_endpoint, data=form, headers=self.app_auth())
+        headers = self.app_auth()
+        if dpop is not None:
+            headers["DPoP"] = dpop
+        return self.http.post(self.token_endpoint, data=form, headers=headers)
 
     def client_credentials_token_response(
-        self, resource: str | None = RESOURCE_JWT, scope: str | None = SCOPES
+        self,
+        resource: str | None = RESOURCE_JWT,
+        scope: str | None = SCOPES,
+        dpop: str | None = None,
     ) -> dict[str, Any]:
-        response = self.token_request(resource=resource, scope=scope)
+        response = self.token_request(resource=resource, scope=scope, dpop=dpop)
         if response.status_code != 200:
             raise UnexpectedAnswer("token request", response)
         data: dict[str, Any] = response.json()
@@ -184,6 +193,15 @@ class OidcProviderServer(ServerHelpers):
     ) -> str:
         """An access token for app-client; JWT or opaque depending on ``resource``."""
         return str(self.client_credentials_token_response(resource, scope)["access_token"])
+
+    def dpop_token(self, key: DPoPKey, resource: str | None = RESOURCE_JWT) -> str:
+        """An access token bound to ``key`` (RFC 9449 §5: the token request carries a
+        proof of ``key``); the server answers ``token_type`` ``DPoP``."""
+        proof = key.proof("POST", self.token_endpoint)
+        answer = self.client_credentials_token_response(resource, SCOPES, dpop=proof)
+        if answer.get("token_type") != "DPoP":
+            raise AssertionError(f"not a DPoP-bound token: {answer.get('token_type')!r}")
+        return str(answer["access_token"])
 
     # -- introspection / revocation ----------------------------------------------------------
 

@@ -231,6 +231,7 @@ def test_a_refused_request_leaves_no_jti_behind(
 
     rejected(with_proof(check, proof), guard, token, InsufficientScope)
     assert len(guard._engine.binder.replay) == 0
+    assert not guard._engine.binder._keys  # nor its public key
 
 
 def test_proof_signed_by_another_key(
@@ -242,6 +243,9 @@ def test_proof_signed_by_another_key(
     victim, attacker = keys["es256"], keys["attacker"]
     guard = guard_for(server)
     token = bound_jwt(server, victim)
+    # The victim's key is known (a request of theirs passed): no shortcut for forgeries.
+    accepted(with_proof(check, forge.dpop_proof(victim, token=token)), guard, token)
+    assert jkt(victim) in guard._engine.binder._keys
     own = forge.dpop_proof(attacker, token=token)
     refused_proof(check, guard, token, own, "not the one the token is bound to")
     stolen_jwk = forge.dpop_proof(victim, token=token, signing_key=attacker)
@@ -283,7 +287,7 @@ def test_weak_key_refused(server: AuthServer, check: Driver, keys: dict[str, Any
         ("empty", "not a compact JWS"),
         ("not-jws", "not a compact JWS"),
         ("unsigned", "not a compact JWS"),
-        ("bad-base64", "not a compact JWS"),
+        ("bad-base64", "malformed"),
         ("header-not-json", "malformed"),
         ("header-duplicate-member", "malformed"),
     ],

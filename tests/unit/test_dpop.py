@@ -305,3 +305,16 @@ def test_nonce_secret_setting(monkeypatch: pytest.MonkeyPatch) -> None:
             policies=[{"name": "p", "audience": "a"}],
             settings={"dpop_replay_cache_size": 5},
         )
+
+
+def test_signed_introspection_needs_a_client_id() -> None:
+    from tokenguard import BearerToken, ClientSecretBasic, Issuer
+
+    with pytest.raises(ValueError, match="client_auth with a client_id"):
+        Issuer("https://as.example", client_auth=BearerToken("t"), signed_introspection=True)
+    issuer = Issuer(
+        "https://as.example",
+        client_auth=ClientSecretBasic("rs", "secret"),
+        signed_introspection=True,
+    )
+    assert issuer.signed_introspection

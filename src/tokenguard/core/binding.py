@@ -32,6 +32,9 @@ The rules, in the order a validation meets them:
 from __future__ import annotations
 
 import hmac
+import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +53,7 @@ from ..errors import (
 from ..models import TokenInfo
 from .claims import Claims
 from .dpop import DPoPProof, DPoPRules, Proof, read_proof, verify_proof
+from .jwks import VerificationKey
 from .mtls import ClientCertificate, matches_certificate
 from .nonces import NonceSource
 from .replay import ReplayCache, replay_key
@@ -64,6 +68,9 @@ _CHALLENGE_SCHEMES = {
     "required": ("DPoP",),
 }
 _SHA256_B64 = 43  # characters of an unpadded base64url SHA-256 digest
+_MAX_KNOWN_KEYS = 10_000
+
+log = logging.getLogger("tokenguard.dpop")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +157,10 @@ class Binder:
         longest = max((p.dpop_max_age for p in policies), default=60.0)
         self.replay = ReplayCache(settings.dpop_replay_cache_size, retention=2 * longest)
         self._max_length = settings.max_dpop_proof_length
+        # Public keys of proofs that passed, by thumbprint: a client's next proof is
+        # verified without building its key again. Only a request that passed adds one.
+        self._keys: OrderedDict[str, VerificationKey] = OrderedDict()
+        self._keys_lock = threading.Lock()
 
     def challenge(self, rules: BindingRules, dpop: DPoPProof | None) -> Challenge:
         """The challenge for an error answered to a request with this DPoP context."""
@@ -236,13 +247,26 @@ class Binder:
         proof's signature, its ``jti``."""
         proof = self.match(info.claims.get("cnf"), presented, rules)
         if proof is not None:
-            verify_proof(proof)
+            self.verify(proof)
             self.claim(proof, now)
+
+    def verify(self, proof: Proof) -> None:
+        """The proof's signature (with its key, built once per client key)."""
+        with self._keys_lock:
+            known = self._keys.get(proof.thumbprint)
+        verify_proof(proof, known)
 
     def claim(self, proof: Proof, now: float) -> None:
         """Remember a verified proof's ``jti``; refuse it if it was seen before."""
         first = self.replay.claim(replay_key(proof.thumbprint, proof.jti), now)
         if first is None:
+            log.warning("DPoP replay cache full (Settings.dpop_replay_cache_size): proof refused")
             raise ValidationUnavailable("The DPoP replay cache is full")
         if not first:
             raise InvalidDPoPProof("The DPoP proof was already used")
+        if proof.key is not None:
+            with self._keys_lock:
+                self._keys[proof.thumbprint] = proof.key
+                self._keys.move_to_end(proof.thumbprint)
+                if len(self._keys) > _MAX_KNOWN_KEYS:
+                    self._keys.popitem(last=False)

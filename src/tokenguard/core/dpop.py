@@ -20,15 +20,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring as _json_string
 from typing import Any
 
 from ..errors import InvalidDPoPProof, InvalidSignature, TokenGuardError
 from .jose import JWS, parse_jws
-from .jwks import PRIVATE_MEMBERS, usable_key
+from .jwks import PRIVATE_MEMBERS, VerificationKey, usable_key
 from .urls import normalize_http_uri
 
 __all__ = [
@@ -42,7 +41,6 @@ __all__ = [
     "verify_proof",
 ]
 
-_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _DPOP_TYPES = frozenset({"dpop+jwt", "application/dpop+jwt"})
 # RFC 7638 §3.2: the members of each key type's thumbprint input, in lexicographic order.
 _THUMBPRINT_MEMBERS = {
@@ -53,6 +51,7 @@ _THUMBPRINT_MEMBERS = {
 # Private key material of any key type, "k" included (a symmetric key is all secret).
 _SECRET_MEMBERS = PRIVATE_MEMBERS | {"k"}
 _MAX_JTI_LENGTH = 256
+_HTTP_PREFIXES = ("https://", "http://")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,15 +87,17 @@ class DPoPRules:
     nonce: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Proof:
-    """A proof that passed :func:`read_proof` (its signature is not verified yet)."""
+    """A proof that passed :func:`read_proof`; ``key`` is set once its signature
+    verified (:func:`verify_proof`)."""
 
     jws: JWS = field(repr=False)
     jwk: dict[str, Any] = field(repr=False)
     thumbprint: str
     jti: str = field(repr=False)
     iat: float
+    key: VerificationKey | None = field(default=None, repr=False)
 
 
 def b64url_encode(data: bytes) -> str:
@@ -116,13 +117,13 @@ def jwk_thumbprint(jwk: dict[str, Any]) -> str | None:
     members = _THUMBPRINT_MEMBERS.get(kty) if type(kty) is str else None
     if members is None:
         return None
-    values = [jwk.get(name) for name in members]
+    values: list[Any] = [jwk.get(name) for name in members]
     if not all(type(v) is str for v in values):
         return None
-    # Required members only, sorted, no whitespace (RFC 7638 §3.3); the values are
-    # base64url or short names, so json.dumps writes them exactly as given.
-    canonical = json.dumps(dict(zip(members, values, strict=True)), separators=(",", ":"))
-    return b64url_encode(hashlib.sha256(canonical.encode("utf-8")).digest())
+    # Required members only, sorted, no whitespace (RFC 7638 §3.3), each value a JSON
+    # string (escaped as JSON requires).
+    canonical = ",".join(f'"{m}":{_json_string(v)}' for m, v in zip(members, values, strict=True))
+    return b64url_encode(hashlib.sha256(("{" + canonical + "}").encode("utf-8")).digest())
 
 
 def _one_value(value: str | Sequence[str] | None) -> str:
@@ -156,7 +157,8 @@ def read_proof(
     text = _one_value(value)
     if len(text) > max_length:
         raise InvalidDPoPProof("The DPoP proof is too large")
-    if not _COMPACT_JWS.fullmatch(text):
+    parts = text.split(".")
+    if len(parts) != 3 or not all(parts):  # the segments' characters: parse_jws
         raise InvalidDPoPProof("The DPoP proof is not a compact JWS")
     try:
         jws = parse_jws(text, rules.algorithms)
@@ -193,11 +195,15 @@ def read_proof(
         raise InvalidDPoPProof("The DPoP proof is for another HTTP method")
     # RFC 9449 §4.2: htu is the target URI "without query and fragment parts"; one that
     # has them is refused rather than cut. The request's are ignored (§4.3 check 9).
-    target = normalize_http_uri(htu, strip_query=False) if type(htu) is str else None
-    if target is None:
+    if type(htu) is not str:
         raise InvalidDPoPProof("The DPoP proof has no valid htu")
-    if target != normalize_http_uri(url, strip_query=True):
-        raise InvalidDPoPProof("The DPoP proof is for another URL")
+    if htu != url.partition("#")[0].partition("?")[0] or not htu.startswith(_HTTP_PREFIXES):
+        # Not the very same string: compare after RFC 3986 §6.2.2-6.2.3 normalisation.
+        target = normalize_http_uri(htu, strip_query=False)
+        if target is None:
+            raise InvalidDPoPProof("The DPoP proof has no valid htu")
+        if target != normalize_http_uri(url, strip_query=True):
+            raise InvalidDPoPProof("The DPoP proof is for another URL")
     if not now - rules.max_age <= iat <= now + rules.max_age:
         raise InvalidDPoPProof("The DPoP proof is too old or issued in the future")
     ath = claims.get("ath")
@@ -209,16 +215,18 @@ def read_proof(
     return Proof(jws=jws, jwk=jwk, thumbprint=thumbprint, jti=jti, iat=float(iat))
 
 
-def verify_proof(proof: Proof) -> None:
+def verify_proof(proof: Proof, known: VerificationKey | None = None) -> None:
     """Verify the proof's signature with the public key it carries (RFC 9449 §4.3
-    checks 6-7). Raises :class:`InvalidDPoPProof`."""
+    checks 6-7), or with ``known``, the key an earlier verified proof with the same
+    thumbprint carried. Sets ``proof.key``. Raises :class:`InvalidDPoPProof`."""
     jws = proof.jws
-    key = usable_key(proof.jwk, allow_symmetric=False)
+    key = known or usable_key(proof.jwk, allow_symmetric=False)
     if key is None or jws.algorithm.name not in key.algorithms:
         raise InvalidDPoPProof("The DPoP proof key is not usable")
     try:
-        valid = jws.algorithm.verifier.verify(jws.signing_input, key.key, jws.signature)
+        valid = jws.algorithm.verify(key.key, jws.signing_input, jws.signature)
     except (ValueError, TypeError):  # a signature of an impossible shape for this key
         valid = False
     if not valid:
         raise InvalidDPoPProof("The DPoP proof signature is invalid")
+    proof.key = key

@@ -43,15 +43,29 @@ from .claims import (
 )
 from .detect import TokenFormat, detect
 from .discovery import Metadata
-from .dpop import DPoPProof, verify_proof
+from .dpop import DPoPProof
 from .events import SecurityEvent, check_set_type, event_cutoffs, read_set
 from .exchange import Fetch, HttpOutcome, HttpRequest, HttpResponse
-from .introspection import IntrospectionRecord, build_request, check_record, read_response
+from .introspection import (
+    IntrospectionRecord,
+    build_request,
+    check_record,
+    read_document,
+    read_response,
+)
 from .jose import JWS, check_typ, parse_jws, strict_json, verify_signature
 from .jwks import VerificationKey
 from .mtls import ClientCertificate
 from .needs import Joint
-from .policy import IssuerRuntime, PolicyRuntime, Route, compile_config, issuer_runtime, route
+from .policy import (
+    IssuerRuntime,
+    PolicyRuntime,
+    Route,
+    compile_config,
+    introspection_keep,
+    issuer_runtime,
+    route,
+)
 from .requirements import check_profile_claims
 from .revocation import (
     Revocation,
@@ -63,6 +77,7 @@ from .revocation import (
     signed_content_id,
     token_revocation_id,
 )
+from .signed_introspection import SignedAnswer, read_signed_response
 from .urls import well_known_urls
 
 if TYPE_CHECKING:
@@ -95,6 +110,7 @@ class Engine:
             max_inactive_ttl=max(p.inactive_cache_age for p in runtimes),
         )
         self.verified_cache = VerifiedCache(self.settings.verified_cache_size, self.policies)
+        self._introspection_keep = introspection_keep(runtimes)
         self.binder = Binder(self.settings, list(config.policies))
         self.revocations = Revocations()
         self.fleet: FleetTier | None = None  # set by a fleet attached to the guard
@@ -402,7 +418,11 @@ class Engine:
             claims = self._check_introspected(introspected, issuer, policy, now, opaque=True)
             proof = self.binder.match(claims.cnf, presented, policy.binding)
             info = to_token_info(
-                claims, source="introspection", issuer=issuer.issuer, token_type=claims.token_type
+                claims,
+                source="introspection",
+                issuer=issuer.issuer,
+                token_type=claims.token_type,
+                keep=policy.keep,
             )
         else:
             jws = parse_jws(token, policy.algorithms)
@@ -413,9 +433,10 @@ class Engine:
             if not keys:
                 raise InvalidSignature("No trusted key matches the token")
             verify_signature(jws, keys)
-            token_ids += (signed_content_id(jws.signing_input),)
-            if claims.token_id is not None:
-                token_ids += (jti_revocation_id(issuer.issuer, claims.token_id),)
+            if self.revocations.active:  # two SHA-256 a first-seen token need not pay
+                token_ids += (signed_content_id(jws.signing_input),)
+                if claims.token_id is not None:
+                    token_ids += (jti_revocation_id(issuer.issuer, claims.token_id),)
             source: Any = "jwt"
             if path is Route.BOTH:
                 introspected, was_cached = yield from self._introspect(
@@ -423,9 +444,11 @@ class Engine:
                 )
                 self._check_introspected(introspected, issuer, policy, now, opaque=False)
                 source = "jwt+introspection"
-            info = to_token_info(claims, source=source, issuer=issuer.issuer, token_type=jws.typ)
+            info = to_token_info(
+                claims, source=source, issuer=issuer.issuer, token_type=jws.typ, keep=policy.keep
+            )
 
-        if self.revocations.refuses(
+        if self.revocations.active and self.revocations.refuses(
             token_ids=token_ids,
             issuer=issuer.issuer,
             subject=claims.subject,
@@ -435,7 +458,7 @@ class Engine:
         ):
             raise InactiveToken("The access token has been revoked")
         if proof is not None:
-            verify_proof(proof)  # the DPoP proof's signature, once the token's verified
+            self.binder.verify(proof)  # the DPoP proof's signature, once the token's verified
         # Authorisation last, so an expired token is reported as expired.
         if not policy.required_scopes <= info.scopes:
             raise InsufficientScope(policy.required_scopes)
@@ -646,6 +669,8 @@ class Engine:
         era = revocations.era(digest, high_assurance=high)
         sent = [began]
 
+        signed = issuer.config.signed_introspection  # RFC 9701
+
         def build() -> HttpRequest:
             # From here on, the answer is "obtained before" any later forget (rule 3);
             # under high_assurance, validations that start now need a request of their own.
@@ -656,10 +681,26 @@ class Engine:
                 client_auth,
                 issuer=issuer.issuer,
                 max_bytes=self.settings.max_introspection_bytes,
+                signed=signed,
             )
 
-        def complete(outcome: HttpOutcome) -> IntrospectionRecord | TokenGuardError:
-            result = read_response(outcome, now)
+        def complete(outcome: HttpOutcome) -> IntrospectionRecord | SignedAnswer | TokenGuardError:
+            if signed:  # verified by each flow with the issuer's keys, then absorbed
+                return read_signed_response(
+                    outcome,
+                    issuer=issuer.issuer,
+                    client_id=getattr(client_auth, "client_id", ""),
+                    algorithms=self._all_algorithms,
+                    max_age=self._max_leeway + self.settings.http_timeout,
+                    now=now,
+                )
+            # Trimmed to what the policies asking this issuer keep, before it is cached.
+            keep = self._introspection_keep.get(issuer.issuer)
+            return absorb(read_response(outcome, now, keep=keep))
+
+        def absorb(
+            result: IntrospectionRecord | TokenGuardError,
+        ) -> IntrospectionRecord | TokenGuardError:
             if isinstance(result, IntrospectionRecord):
                 self.introspection_cache.put(issuer.issuer, digest, result)
                 if revocations.touched_since(digest, sent[0]):
@@ -675,9 +716,12 @@ class Engine:
         )
         shared = False
         if self.fleet is not None and (policy.active_cache_age or policy.inactive_cache_age):
+            # A signed answer (RFC 9701) is not shared before this flow verified it.
             result, shared = yield self._shared(fetch, issuer.issuer, digest, policy)
         else:
             result = yield fetch
+        if isinstance(result, SignedAnswer):
+            result = absorb((yield from self._signed_answer(issuer, policy, result, now)))
         if isinstance(result, TokenGuardError):
             raise copy.copy(result)  # the flight's error is shared; raise a fresh one
         return result, shared
@@ -717,6 +761,27 @@ class Engine:
             key=("fleet", fetch.key, ages),
             start=functools.partial(fleet.introspect, issuer, digest, fetch, accept, keep_for),
         )
+
+    def _signed_answer(
+        self, issuer: IssuerRuntime, policy: PolicyRuntime, answer: SignedAnswer, now: float
+    ) -> Generator[Any, Any, IntrospectionRecord | TokenGuardError]:
+        """An RFC 9701 answer counts once its signature verifies with the issuer's keys
+        and an algorithm this policy accepts; else the server's answer is unusable (503)."""
+        jws = answer.jws
+        try:
+            if jws.algorithm.name not in policy.algorithms:
+                raise InvalidSignature()
+            keys = yield from self._keys(issuer, jws, now)
+            verify_signature(jws, keys)
+        except InvalidSignature:
+            log.warning("signed introspection answer of %s: signature not verified", issuer.issuer)
+            return ValidationUnavailable(
+                "The authorization server's signed answer is not acceptable"
+            )
+        return read_document(answer.document, now)
+
+
+_UNSIGNED = "The authorization server's signed answer is not acceptable"
 
 
 def _same(request: HttpRequest) -> HttpRequest:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from ..client_auth import ClientAuth
 from ..errors import (
@@ -27,11 +28,20 @@ from .claims import Claims, check_audience, check_times, read_claims
 from .exchange import HttpOutcome, HttpRequest, HttpResponse
 from .jose import parse_json_object
 
-__all__ = ["IntrospectionRecord", "build_request", "check_record", "read_response"]
+__all__ = [
+    "IntrospectionRecord",
+    "answer_failure",
+    "build_request",
+    "check_record",
+    "read_document",
+    "read_response",
+]
 
 log = logging.getLogger("tokenguard.introspection")
 
 _JSON_TYPES = frozenset({"application/json"})
+#: RFC 9701 §4: the media type of a signed introspection answer.
+SIGNED_MEDIA_TYPE = "application/token-introspection+jwt"
 # token_type values that denote an access token usable as a bearer token.
 _BEARER_TYPES = frozenset(
     {"bearer", "access_token", "urn:ietf:params:oauth:token-type:access_token"}
@@ -48,32 +58,37 @@ class IntrospectionRecord:
 
 
 def build_request(
-    endpoint: str, token: str, client_auth: ClientAuth, *, issuer: str, max_bytes: int
+    endpoint: str,
+    token: str,
+    client_auth: ClientAuth,
+    *,
+    issuer: str,
+    max_bytes: int,
+    signed: bool = False,
 ) -> HttpRequest:
-    """The introspection POST (RFC 7662 §2.1) with the client's credentials added."""
+    """The introspection POST (RFC 7662 §2.1) with the client's credentials added; with
+    ``signed``, asking for a signed JWT answer (RFC 9701 §4)."""
     form = {"token": token, "token_type_hint": "access_token"}
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": SIGNED_MEDIA_TYPE if signed else "application/json"}
     client_auth.apply(form, headers, audience=issuer)
     return HttpRequest("POST", endpoint, max_bytes=max_bytes, headers=headers, form=form)
 
 
-def read_response(outcome: HttpOutcome, now: float) -> IntrospectionRecord | TokenGuardError:
+def read_response(
+    outcome: HttpOutcome, now: float, *, keep: frozenset[str] | None = None
+) -> IntrospectionRecord | TokenGuardError:
     """Reduce an introspection response to a record, or to the error it amounts to.
 
     Anything but a 200 JSON object means the server could not answer: 503, never
     cached. A JSON object whose ``active`` is not the JSON boolean ``true`` means
     inactive (RFC 7662 §2.2); ``"true"``, ``1`` or a missing ``active`` are not true.
-    An active answer with ill-typed members is refused as invalid claims.
+    An active answer with ill-typed members is refused as invalid claims. Only the
+    members named in ``keep`` are kept (``claims.minimise``; None keeps all).
     """
-    if not isinstance(outcome, HttpResponse):
-        log.warning("introspection failed: %s", outcome.reason)
-        return ValidationUnavailable("The authorization server could not be reached")
-    if outcome.status != 200:
-        if outcome.status in (401, 403):
-            log.error("introspection refused our client credentials (HTTP %d)", outcome.status)
-        else:
-            log.warning("introspection answered HTTP %d", outcome.status)
-        return ValidationUnavailable("The authorization server could not answer")
+    failure = answer_failure(outcome)
+    if failure is not None:
+        return failure
+    assert isinstance(outcome, HttpResponse)
     media = outcome.media_type
     if media not in _JSON_TYPES and not media.endswith("+json"):
         log.warning("introspection answered a non-JSON content type")
@@ -83,11 +98,37 @@ def read_response(outcome: HttpOutcome, now: float) -> IntrospectionRecord | Tok
     except MalformedToken:
         log.warning("introspection answered something that is not a JSON object")
         return ValidationUnavailable("The authorization server answered nonsense")
+    return read_document(document, now, keep=keep)
+
+
+def answer_failure(outcome: HttpOutcome) -> TokenGuardError | None:
+    """The error an introspection response that is not a 200 amounts to (503), or None."""
+    if not isinstance(outcome, HttpResponse):
+        log.warning("introspection failed: %s", outcome.reason)
+        return ValidationUnavailable("The authorization server could not be reached")
+    if outcome.status != 200:
+        if outcome.status in (401, 403):
+            log.error("introspection refused our client credentials (HTTP %d)", outcome.status)
+        else:
+            log.warning("introspection answered HTTP %d", outcome.status)
+        return ValidationUnavailable("The authorization server could not answer")
+    return None
+
+
+def read_document(
+    document: dict[str, Any], now: float, *, keep: frozenset[str] | None = None
+) -> IntrospectionRecord | TokenGuardError:
+    """What an introspection answer (a JSON object) says about the token; only the
+    members named in ``keep`` are kept (None keeps all)."""
     if document.get("active") is not True:
         return IntrospectionRecord(active=False, claims=None, fetched_at=now)
     # Some servers serialise a member they do not have as null; in a response (unlike a
     # token) that means "absent". Everything present must still have its type.
-    document = {name: value for name, value in document.items() if value is not None}
+    document = {
+        name: value
+        for name, value in document.items()
+        if value is not None and (keep is None or name in keep)
+    }
     try:
         claims = read_claims(document)
     except InvalidClaims as error:

@@ -8,9 +8,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ..client_auth import secret_from_env
-from .keys import MIN_SECRET_BYTES
 
-__all__ = ["FleetSettings"]
+__all__ = ["MIN_SECRET_BYTES", "FleetSettings"]
+
+#: The shortest fleet secret accepted (256 bits, e.g. ``secrets.token_urlsafe(32)``).
+MIN_SECRET_BYTES = 32
 
 _PREFIX = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 

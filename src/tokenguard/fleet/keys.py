@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from .config import MIN_SECRET_BYTES
+
 __all__ = ["MIN_SECRET_BYTES", "FleetKeys"]
 
-#: The shortest fleet secret accepted (256 bits, e.g. ``secrets.token_urlsafe(32)``).
-MIN_SECRET_BYTES = 32
 _VERSION = b"\x01"
 _NONCE = 12
 _TAG = 16

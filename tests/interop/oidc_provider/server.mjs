@@ -216,6 +216,13 @@ server.listen(port, host, () => {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      // RFC 9449: on by default in oidc-provider 9; explicit here because the tests rely on
+      // it. A token request with a DPoP proof gets a DPoP-bound access token (cnf.jkt).
+      dPoP: { enabled: true },
+      // RFC 9701: an introspection request that asks for application/token-introspection+jwt
+      // gets a JWT signed with the server's key (every client: RS256 unless registered
+      // otherwise); a plain request still gets JSON.
+      jwtIntrospection: { enabled: true },
       introspection: {
         enabled: true,
         // The resource-server clients may introspect any token; every client may introspect
