@@ -151,8 +151,16 @@ def _relaxed(policy: Policy, kind: str, example: Any) -> dict[str, Any]:
     needed: dict[str, Any] = {}
     if kind == "token":
         typ = str(example["header"].get("typ", "")).lower()
-        if policy.accept_plain_jwt and typ not in ("at+jwt", "application/at+jwt"):
+        typed = typ in ("at+jwt", "application/at+jwt")
+        if policy.accept_plain_jwt and not typed:
             needed["accept_plain_jwt"] = False
+        profile = ("sub", "client_id", "jti")
+        if (
+            typed
+            and not policy.require_rfc9068_claims
+            and any(name not in example["payload"] for name in profile)
+        ):
+            needed["require_rfc9068_claims"] = True
     elif not policy.require_introspection_audience and "aud" not in example:
         needed["require_introspection_audience"] = True
     return needed
