@@ -23,8 +23,8 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff lint and format check."""
     session.install("ruff")
-    session.run("ruff", "check", "src", "tests", "benchmarks")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "tools", "examples")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "tools", "examples")
 
 
 @nox.session

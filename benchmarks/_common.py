@@ -68,7 +68,7 @@ class Budget:
             async_repeats=1,
             concurrency=64,
             stampede=1000,
-            memory_tokens=3000,
+            memory_tokens=1000,
             intro_memory_tokens=200,
             import_runs=3,
         )
@@ -141,8 +141,10 @@ def paired_ratio(timing: Timing, base: Timing, *, cpu: bool = False) -> float:
     return _paired(timing.by_round, base.by_round, lambda a, b: a / b)
 
 
-def paired_difference_us(timing: Timing, base: Timing) -> float:
+def paired_difference_us(timing: Timing, base: Timing, *, cpu: bool = False) -> float:
     """``timing`` - ``base`` in µs, compared round by round like :func:`paired_ratio`."""
+    if cpu:
+        return _paired(timing.cpu_by_round, base.cpu_by_round, lambda a, b: (a - b) / 1000)
     return _paired(timing.by_round, base.by_round, lambda a, b: (a - b) / 1000)
 
 

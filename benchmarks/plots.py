@@ -62,24 +62,31 @@ def load(path: Path) -> Results:
 
 
 def from_markdown(path: Path) -> Results:
-    """The tables of ``run.py --markdown`` output (as pasted into docs/performance.md)."""
+    """The tables of ``run.py --markdown`` output (as pasted into docs/performance.md).
+
+    A table under a ``### Title`` heading is that title's; a table indented in a bullet
+    that starts with ``**Title**`` (the page's notes) is titled ``Title``.
+    """
     tables: list[TableData] = []
     current: TableData | None = None
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("### "):
-            current = {"title": line[4:].strip(), "columns": [], "rows": [], "notes": []}
+        stripped = line.strip()
+        bold = re.match(r"- \*\*(?P<title>[^*]+)\*\*", stripped)
+        if line.startswith("### ") or bold:
+            title = line[4:].strip() if line.startswith("### ") else bold["title"]
+            current = {"title": title, "columns": [], "rows": [], "notes": []}
             tables.append(current)
-        elif current is not None and line.startswith("|"):
-            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        elif current is not None and stripped.startswith("|"):
+            cells = [cell.strip() for cell in stripped.strip("|").split("|")]
             if not current["columns"]:
                 current["columns"] = cells
             elif not all(re.fullmatch(r":?-+:?", cell) for cell in cells):
                 current["rows"].append(cells)
         elif current is not None and line.startswith("- "):
             current["notes"].append(line[2:])
-        elif current is not None and line.startswith("#"):
+        elif line.startswith("#"):
             current = None
-    return {"format": FORMAT, "source": path.name, "tables": tables}
+    return {"format": FORMAT, "source": path.name, "tables": [t for t in tables if t["rows"]]}
 
 
 def number(cell: str) -> float | None:
@@ -141,11 +148,14 @@ def _caption(results: Results) -> str:
 
 def jwt_figure(results: Results, plt: Any) -> Any:
     per_alg = {}
+    unit = "median µs"
     for alg in ALGORITHMS:
         try:
-            per_alg[alg] = values(table(results, f"{alg}:"), "median")
+            data = table(results, f"{alg}:")
+            per_alg[alg] = values(data, "median")
         except LookupError:
             continue
+        unit = data["columns"][column(data, "median")]
     if not per_alg:
         raise LookupError("no per-algorithm JWT table")
     series = []
@@ -164,7 +174,7 @@ def jwt_figure(results: Results, plt: Any) -> Any:
     figure, axes = plt.subplots(figsize=(8.5, 6.0))
     _grouped_bars(axes, list(ALGORITHMS), series)
     axes.set_xscale("log")
-    axes.set_xlabel("µs per validation (median, log scale; shorter is faster)")
+    axes.set_xlabel(f"{unit} per validation (log scale; shorter is faster)")
     axes.set_title("JWT access tokens: time per validation", loc="left")
     figure.text(0.01, 0.01, _caption(results), fontsize=7, color="#666666")
     return figure
@@ -217,8 +227,19 @@ def throughput_figure(results: Results, plt: Any) -> Any:
 
 
 def memory_figure(results: Results, plt: Any) -> Any:
-    found = values(table(results, "Memory per cached token"), "bytes/entry")
-    figure, axes = plt.subplots(figsize=(8.5, 2.6))
+    try:
+        data = table(results, "Memory per cached token")
+    except LookupError:
+        data = table(results, "Memory")
+    index = column(data, "bytes/entry")
+    found = {}
+    for row in data["rows"]:
+        value = number(row[index])
+        if value is not None:  # the label: every column before the figure
+            found[", ".join(cell.strip("`") for cell in row[:index] if cell)] = value
+    if not found:
+        raise LookupError(f"table {data['title']!r} has no bytes/entry figures")
+    figure, axes = plt.subplots(figsize=(8.5, 0.9 + 0.42 * len(found)))
     labels, numbers = list(found), list(found.values())
     bars = axes.barh(labels, numbers, color="#3f51b5")
     axes.bar_label(bars, labels=[f"{v:,.0f} B" for v in numbers], padding=3, fontsize=8)
@@ -233,7 +254,8 @@ def memory_figure(results: Results, plt: Any) -> Any:
     )
     axes.margins(x=0.12)
     axes.invert_yaxis()
-    axes.set_xlabel("bytes per cached token (tracemalloc)")
+    axes.tick_params(axis="y", labelsize=7)
+    axes.set_xlabel("bytes per cached token (tracemalloc; shorter is smaller)")
     axes.set_title("Memory per cached token", loc="left")
     figure.text(0.01, 0.01, _caption(results), fontsize=7, color="#666666")
     return figure
@@ -303,6 +325,7 @@ def draw(results: Results, directory: Path) -> list[Path]:
             figure = make(results, plt)
         except (LookupError, KeyError, IndexError, ValueError) as error:
             print(f"plots: {name} left out: {error}", file=sys.stderr)
+            (directory / name).unlink(missing_ok=True)  # never a figure of another run
             continue
         figure.tight_layout(rect=(0, 0.03, 1, 1))
         path = directory / name

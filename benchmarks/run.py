@@ -25,6 +25,9 @@ from importlib.metadata import version
 from pathlib import Path
 from time import perf_counter
 
+# The retention table reuses the attacker shapes of tests/security/test_retention.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import _dpop_bench
 import _footprint
 import _jwt_bench
@@ -35,6 +38,9 @@ from _target import LocalTarget, RemoteTarget
 
 import tokenguard
 from tokenguard.testing import AuthServer
+
+#: The sections of a run, in order (``--sections`` picks some).
+SECTIONS = ("jwt", "dpop", "opaque", "stampede", "memory", "import")
 
 
 def cpu_model() -> str:
@@ -131,12 +137,20 @@ def main(argv: list[str] | None = None) -> int:
         help="introspection tables: run the AuthServer in a child process (own GIL)",
     )
     parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)",
+    )
+    parser.add_argument(
         "--results",
         type=Path,
         metavar="DIR",
         help="write the tables to DIR/results.json and draw the figures there",
     )
     args = parser.parse_args(argv)
+    wanted = set(args.sections.split(","))
+    if not wanted <= set(SECTIONS):
+        parser.error(f"unknown sections: {', '.join(sorted(wanted - set(SECTIONS)))}")
     budget = Budget.smoke() if args.quick else Budget.full()
     markdown = args.markdown
     # tokenguard's log records are counted and reported at the end, not printed.
@@ -159,26 +173,32 @@ def main(argv: list[str] | None = None) -> int:
     # and some are reset. Give the AuthServers the backlog a real server would have.
     with AuthServer(token_lifetime=3600) as server:
         lap("setup")
-        for table in _jwt_bench.run(server, budget):
-            show(table, markdown)
-        lap("jwt")
-        for table in _dpop_bench.run(server, budget):
-            show(table, markdown)
-        lap("dpop")
-        with RemoteTarget() if args.as_subprocess else LocalTarget(server) as target:
-            for table in _opaque_bench.run(target, budget):
+        if "jwt" in wanted:
+            for table in _jwt_bench.run(server, budget):
                 show(table, markdown)
-        lap("opaque")
-        show(_opaque_bench.stampede_table(server, budget), markdown)
-        lap("stampede")
-        for table in _footprint.memory_tables(server, budget):
-            show(table, markdown)
-        lap("memory")
+            lap("jwt")
+        if "dpop" in wanted:
+            for table in _dpop_bench.run(server, budget):
+                show(table, markdown)
+            lap("dpop")
+        if "opaque" in wanted:
+            with RemoteTarget() if args.as_subprocess else LocalTarget(server) as target:
+                for table in _opaque_bench.run(target, budget):
+                    show(table, markdown)
+            lap("opaque")
+        if "stampede" in wanted:
+            show(_opaque_bench.stampede_table(server, budget), markdown)
+            lap("stampede")
+        if "memory" in wanted:
+            for table in _footprint.memory_tables(server, budget):
+                show(table, markdown)
+            lap("memory")
         if args.profile:
             show(_jwt_bench.profile_first_seen(server, budget), markdown)
             lap("profile")
-    show(_footprint.import_table(budget), markdown)
-    lap("import")
+    if "import" in wanted:
+        show(_footprint.import_table(budget), markdown)
+        lap("import")
     show(counter.table(), markdown)
     logger.removeHandler(counter)
     previous, spent = began, []

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.timeout(300)  # the subprocess's own bound: a busy machine is slow
 def test_benchmark_quick_run(tmp_path: Path) -> None:
     result = subprocess.run(
         [

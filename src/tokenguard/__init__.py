@@ -7,6 +7,9 @@ tokens are introspected (RFC 7662); both give one immutable :class:`TokenInfo` o
 
 __version__ = "0.1.0"
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .bearer import bearer_token
 from .client_auth import BearerToken, ClientSecretBasic, ClientSecretPost, PrivateKeyJWT
 from .config import GuardConfig, Issuer, Mode, Policy, Settings, load_config
@@ -37,6 +40,26 @@ from .errors import (
 )
 from .guard import TokenGuard
 from .models import TokenInfo
+
+# Cold start (issue 10 §4): `import tokenguard` loads only what the first validation needs.
+# A public name whose module is heavy or needs an optional extra (a fleet backend, a
+# framework helper) is listed in _LAZY and imported under TYPE_CHECKING, so type
+# checkers and IDEs see it while the import happens on first attribute access; add it to
+# __all__ too. Adapters are not re-exported here at all: `tokenguard.fastapi`, ...
+if TYPE_CHECKING:
+    pass
+
+_LAZY: dict[str, str] = {}  # public name -> module (relative to this package)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tokenguard' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups do not come here again
+    return value
+
 
 __all__ = [
     "BearerToken",

@@ -7,6 +7,7 @@ otherwise already built. No I/O. Secrets are ``SecretStr`` so they never show in
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import os
 from typing import Annotated, Any, Literal
@@ -36,7 +37,9 @@ def positional(data: dict[str, Any], **given: Any) -> dict[str, Any]:
 
 
 class _Auth(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True
+    )
 
     def apply(self, form: dict[str, str], headers: dict[str, str], *, audience: str) -> None:
         """Add this method's credentials to an introspection request."""
@@ -153,10 +156,13 @@ class PrivateKeyJWT(_Auth):
             family = RSAKey
         elif self.algorithm[0] == "E" and self.algorithm != "EdDSA":
             family = ECKey
-        try:
+        key = None
+        with contextlib.suppress(Exception):  # joserfc raises several types for a bad key
             key = family.import_key(self.private_key.get_secret_value())
-        except Exception:  # joserfc raises several types for a bad key
-            raise ValueError(f"private_key is not a usable {family.key_type} private key") from None
+        if key is None:
+            # Raised outside the handler, so joserfc's error (and whatever of the key it
+            # holds) is not kept as this one's context.
+            raise ValueError(f"private_key is not a usable {family.key_type} private key")
         if not key.is_private:
             raise ValueError("private_key must be a private key")
         return key

@@ -53,7 +53,9 @@ class Issuer(BaseModel):
     JSON answer is then refused with 503).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True
+    )
 
     issuer: str
     jwks_uri: str | None = None
@@ -164,9 +166,17 @@ class Policy(BaseModel):
         require_rfc9068_claims: a token typed ``at+jwt`` must carry ``sub``,
             ``client_id`` and ``jti`` (RFC 9068 §2.2); set False for servers that omit
             them. Untyped tokens (``accept_plain_jwt``) are not held to the profile.
+        claims: the claims this service reads. ``TokenInfo.claims`` and every cache
+            keep only these and the registered ones tokenguard reads itself
+            (``iss sub aud exp nbf iat jti client_id scope scp auth_time acr amr cnf
+            active username token_type``); the rest of a token is dropped once it is
+            validated, so a cached token costs less memory and leaks less. Unset (the
+            default) keeps every claim.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True
+    )
 
     name: str = Field(min_length=1)
     audience: str = Field(min_length=1)
@@ -190,8 +200,11 @@ class Policy(BaseModel):
     acr_values: Sequence[str] | None = None
     max_age: int | None = Field(default=None, ge=0)
     require_rfc9068_claims: bool = True
+    claims: Sequence[str] | None = None
 
-    @field_validator("issuers", "algorithms", "required_scopes", "dpop_algorithms", "acr_values")
+    @field_validator(
+        "issuers", "algorithms", "required_scopes", "dpop_algorithms", "acr_values", "claims"
+    )
     @classmethod
     def _as_tuple(cls, value: Sequence[str] | None) -> tuple[str, ...] | None:
         # Accept any sequence (a list in code or TOML); keep an immutable tuple.
@@ -212,6 +225,13 @@ class Policy(BaseModel):
         unknown = [a for a in value if a not in REGISTRY]
         if unknown:
             raise ValueError(f"unsupported algorithms {unknown} (never 'none')")
+        return value
+
+    @field_validator("claims")
+    @classmethod
+    def _claim_names(cls, value: Sequence[str] | None) -> Sequence[str] | None:
+        if value is not None and not all(value):
+            raise ValueError("claim names must be non-empty strings")
         return value
 
     @field_validator("dpop_algorithms")
@@ -278,7 +298,9 @@ class Settings(BaseModel):
     fleet the same one (default: random per guard).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True
+    )
 
     http_timeout: float = Field(default=5.0, gt=0, le=60)
     max_token_length: int = Field(default=16384, ge=256, le=1_048_576)
@@ -317,7 +339,9 @@ class Settings(BaseModel):
 class GuardConfig(BaseModel):
     """A whole guard configuration, checked for consistency between its parts."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True
+    )
 
     issuers: tuple[Issuer, ...] = Field(min_length=1)
     policies: tuple[Policy, ...] = Field(min_length=1)
@@ -358,7 +382,10 @@ def build_config(**data: Any) -> GuardConfig:
     try:
         return GuardConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigurationError(_describe(error)) from None
+        problem = _describe(error)
+    # Raised outside the handler: the ValidationError, which holds the input values
+    # (secrets among them), is not kept as the error's context.
+    raise ConfigurationError(problem)
 
 
 def load_config(source: str | Path | Mapping[str, Any]) -> GuardConfig:
@@ -371,10 +398,14 @@ def load_config(source: str | Path | Mapping[str, Any]) -> GuardConfig:
     if isinstance(source, Mapping):
         data = dict(source)
     else:
+        problem = None
         try:
             data = tomllib.loads(Path(source).read_text(encoding="utf-8"))
         except OSError as error:
-            raise ConfigurationError(f"cannot read configuration file: {error.strerror}") from None
+            problem = f"cannot read configuration file: {error.strerror}"
         except tomllib.TOMLDecodeError as error:
-            raise ConfigurationError(f"configuration file is not valid TOML: {error}") from None
+            # Its message names a line and column; the error itself holds the document.
+            problem = f"configuration file is not valid TOML: {error}"
+        if problem is not None:
+            raise ConfigurationError(problem)
     return build_config(**data)

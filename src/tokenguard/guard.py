@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
-
-import httpx
+from typing import TYPE_CHECKING, Any, Self
 
 from .config import GuardConfig, Issuer, Policy, Settings, build_config, load_config
 from .core.dpop import DPoPProof
@@ -17,8 +16,14 @@ from .core.engine import Engine
 from .core.mtls import ClientCertificate
 from .errors import InvalidToken, TokenGuardError
 from .models import TokenInfo
-from .shells.aio import AsyncShell
-from .shells.sync import SyncShell
+
+if TYPE_CHECKING:
+    # The shells (and with them httpx and asyncio) are imported when a guard first needs
+    # one, not by `import tokenguard` (cold start, issue 10 §4).
+    import httpx
+
+    from .shells.aio import AsyncShell
+    from .shells.sync import SyncShell
 
 __all__ = ["TokenGuard"]
 
@@ -64,9 +69,36 @@ class TokenGuard:
     ) -> None:
         self._engine = Engine(config)
         self._generic_errors = config.settings.error_descriptions == "generic"
-        timeout = config.settings.http_timeout
-        self._sync = SyncShell(timeout, http_client)
-        self._async = AsyncShell(timeout, async_http_client)
+        self._clients = (http_client, async_http_client)
+        self._shells_lock = threading.Lock()
+        self._sync_shell: SyncShell | None = None
+        self._async_shell: AsyncShell | None = None
+
+    @property
+    def _sync(self) -> SyncShell:
+        shell = self._sync_shell
+        if shell is None:
+            with self._shells_lock:  # one shell per guard: single-flight lives in it
+                if self._sync_shell is None:
+                    from .shells.sync import SyncShell
+
+                    timeout = self._engine.settings.http_timeout
+                    self._sync_shell = SyncShell(timeout, self._clients[0])
+                shell = self._sync_shell
+        return shell
+
+    @property
+    def _async(self) -> AsyncShell:
+        shell = self._async_shell
+        if shell is None:
+            with self._shells_lock:
+                if self._async_shell is None:
+                    from .shells.aio import AsyncShell
+
+                    timeout = self._engine.settings.http_timeout
+                    self._async_shell = AsyncShell(timeout, self._clients[1])
+                shell = self._async_shell
+        return shell
 
     @classmethod
     def from_config(
@@ -202,12 +234,14 @@ class TokenGuard:
 
     def close(self) -> None:
         """Close the sync HTTP client the guard created (not one you passed in)."""
-        self._sync.close()
+        if self._sync_shell is not None:
+            self._sync_shell.close()
 
     async def aclose(self) -> None:
         """Close the HTTP clients the guard created (not ones you passed in)."""
-        await self._async.aclose()
-        self._sync.close()
+        if self._async_shell is not None:
+            await self._async_shell.aclose()
+        self.close()
 
     def __enter__(self) -> Self:
         return self

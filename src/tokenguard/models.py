@@ -31,7 +31,7 @@ class TokenInfo(BaseModel):
     cached answer stores each value once.
     """
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
     active: bool = True
     issuer: str | None = None
@@ -208,7 +208,8 @@ def freeze(value: Any, depth: int = 0) -> Any:
     if depth > MAX_DEPTH:
         raise ValueError("JSON value nested too deeply")
     if type(value) is dict:
-        if any(type(v) in _CONTAINERS for v in value.values()):
+        # map/isdisjoint run in C: the common, flat claims object costs no Python loop.
+        if not _CONTAINER_TYPES.isdisjoint(map(type, value.values())):
             value = {
                 k: freeze(v, depth + 1) if type(v) in _CONTAINERS else v for k, v in value.items()
             }
@@ -221,6 +222,7 @@ def freeze(value: Any, depth: int = 0) -> Any:
 #: How deeply claims may nest (objects and arrays inside the claims object).
 MAX_DEPTH = 32
 _CONTAINERS = (dict, list)
+_CONTAINER_TYPES = frozenset(_CONTAINERS)
 
 
 def _thaw(value: Any) -> Any:

@@ -14,7 +14,8 @@ For every example, the configuration is pointed at an embedded authorization ser
 (its issuer takes the place of the one in the example, every other member stays), a
 token with exactly the example's header and claims is minted (times moved to now), and
 the recipe's policy must accept it, or refuse it with the error named. Where the policy
-relaxes a default (``accept_plain_jwt``, ``require_introspection_audience``), the same
+relaxes a default (``accept_plain_jwt``, ``require_introspection_audience``,
+``require_rfc9068_claims``), the same
 token must be refused under the default, so the relaxation is shown to be needed.
 """
 
@@ -154,12 +155,8 @@ def _relaxed(policy: Policy, kind: str, example: Any) -> dict[str, Any]:
         typed = typ in ("at+jwt", "application/at+jwt")
         if policy.accept_plain_jwt and not typed:
             needed["accept_plain_jwt"] = False
-        profile = ("sub", "client_id", "jti")
-        if (
-            typed
-            and not policy.require_rfc9068_claims
-            and any(name not in example["payload"] for name in profile)
-        ):
+        profile = {"sub", "client_id", "jti"}
+        if not policy.require_rfc9068_claims and typed and profile - set(example["payload"]):
             needed["require_rfc9068_claims"] = True
     elif not policy.require_introspection_audience and "aud" not in example:
         needed["require_introspection_audience"] = True

@@ -1,9 +1,10 @@
 """Fixtures of the adversarial suite: hypothesis profiles, an "attacker" loopback server,
 an insider signing key, and a log watch that fails a test if a token reaches a log line.
 
-Hypothesis profiles: ``ci`` (bounded, the default) and ``long`` (selected by the
-environment variable ``TOKENGUARD_FUZZ=long`` or ``--hypothesis-profile=long``; the
-option wins when both are given).
+Hypothesis profiles: ``ci`` (bounded, the default), ``quick`` (``TOKENGUARD_FUZZ=quick``:
+the extra Python versions of ``./dev test``) and ``long`` (selected by the environment
+variable ``TOKENGUARD_FUZZ=long`` or ``--hypothesis-profile=long``; the option wins when
+both are given).
 """
 
 from __future__ import annotations
@@ -32,11 +33,16 @@ settings.register_profile(
 settings.register_profile(
     "long", max_examples=20_000, deadline=None, suppress_health_check=_HEALTH, print_blob=True
 )
+# The extra Python versions of ./dev test (3.12, 3.13) fuzz less: 3.11 runs "ci".
+settings.register_profile(
+    "quick", max_examples=50, deadline=None, suppress_health_check=_HEALTH, print_blob=True
+)
 # An explicit --hypothesis-profile is loaded after this module (pytest_configure), so it
 # wins; without one, the environment picks. Hypothesis auto-loads its own "ci" profile
 # when $CI is set: ours (registered above under the same name) replaces it.
 if settings.get_current_profile_name() in ("default", "ci"):
-    settings.load_profile("long" if os.environ.get("TOKENGUARD_FUZZ") == "long" else "ci")
+    wanted = os.environ.get("TOKENGUARD_FUZZ")
+    settings.load_profile(wanted if wanted in ("long", "quick") else "ci")
 
 
 # -- the attacker's server ------------------------------------------------------------

@@ -487,7 +487,8 @@ def test_configuration_error_never_contains_secret(auth: Any) -> None:
         assert SECRET not in text
         assert "98765432123" not in text
     assert error.__cause__ is None
-    assert error.__suppress_context__
+    # No context at all (not merely a hidden one): the ValidationError holds the input.
+    assert error.__context__ is None
 
 
 def test_configuration_error_both_secret_and_env(monkeypatch: pytest.MonkeyPatch) -> None:

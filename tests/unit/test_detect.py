@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tokenguard.core.detect import TokenFormat, detect
 
@@ -118,3 +122,28 @@ def test_short_jose_header_is_not_opaque(header: str) -> None:
     # 'e30' is base64url('{}'), 'eyJ9' of '{"}', 'IHt9' of ' {}': all start with '{', so the
     # token claims to be JOSE and must never be routed to an introspection endpoint.
     assert detect(f"{header}.e30.c2ln") is not TokenFormat.OPAQUE
+
+
+_JWS_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+@given(
+    st.text(alphabet="eyJAz09_-.+/= \t\u00e9", max_size=40).map(lambda s: "eyJ" + s)
+    | st.from_regex(
+        r"ey[A-Za-z0-9_-]{0,8}\.[A-Za-z0-9_=.-]{0,8}\.[A-Za-z0-9_.+-]{0,8}", fullmatch=True
+    )
+)
+def test_jws_shape_check_matches_the_pattern(token: str) -> None:
+    """The JWS shape check (no regular expression) accepts exactly what the pattern does."""
+    if token.count(".") != 2 or not token.isascii():
+        return
+    expected = TokenFormat.JWS if _JWS_SHAPE.fullmatch(token) else TokenFormat.MALFORMED
+    assert detect(token) is expected
+
+
+@pytest.mark.parametrize("second", list("wxyz0123456789-_"))
+def test_open_brace_prefixes(second: str) -> None:
+    import base64
+
+    decoded = base64.urlsafe_b64decode(("e" + second + "AA").encode())
+    assert decoded[:1] == b"{"

@@ -124,9 +124,55 @@ def test_parse_json_object_accepts_whitespace_and_unicode() -> None:
     assert parse_json_object(data, "header") == {"n": "é", "x": [1, 2.5, True, None]}
 
 
-def test_parse_json_object_huge_exponent_is_inf_not_error() -> None:
+@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"1" + b"0" * 400 + b".5"])
+def test_parse_json_object_huge_exponent_is_inf_not_error(number: bytes) -> None:
     # 1e400 is valid JSON; it becomes inf and the claim checks refuse it later.
-    assert parse_json_object(b'{"exp":1e400}', "payload")["exp"] == float("inf")
+    assert abs(parse_json_object(b'{"exp":' + number + b"}", "payload")["exp"]) == float("inf")
+
+
+def test_parse_json_object_keeps_large_integers_exact() -> None:
+    big = 10**30 + 1
+    assert parse_json_object(b'{"x":%d}' % big, "payload")["x"] == big
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a":"\\ud800"}',  # a lone high surrogate
+        b'{"a":"\\udc00x"}',  # a lone low surrogate
+        b'{"\\ud800":1}',
+    ],
+)
+def test_parse_json_object_refuses_lone_surrogates(data: bytes) -> None:
+    # A lone surrogate is no Unicode character: a str holding one cannot be encoded back.
+    with pytest.raises(MalformedToken, match="not valid JSON"):
+        parse_json_object(data, "payload")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a\\u003a":1,"a\\u003a":2}',  # duplicates spelled with an escaped colon
+        b'{"a":"\\u003a","a":"\\u003A"}',
+        b'{"x":"\\u003a:","y":{"b":1,"b":2}}',
+        b'{"a:":1,"a\\u003a":2}',  # one name, two spellings
+    ],
+)
+def test_duplicates_found_when_colons_are_escaped(data: bytes) -> None:
+    with pytest.raises(MalformedToken, match="not valid JSON"):
+        parse_json_object(data, "payload")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a\\u003a":1,"b":"x:y"}',
+        b'{"url":"https:\\/\\/as.example","n":"\\u00e9:"}',
+        b'{"a":{"b":{"c":[{"d":1},{"d":2}]}},"e":":::"}',
+    ],
+)
+def test_colon_count_accepts_what_has_no_duplicates(data: bytes) -> None:
+    assert parse_json_object(data, "payload")
 
 
 # -- parse_jws: structure -------------------------------------------------------------

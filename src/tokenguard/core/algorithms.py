@@ -8,10 +8,15 @@ configured locally. ``none`` is not in the registry at all.
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jwt.algorithms import get_default_algorithms
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
@@ -21,7 +26,9 @@ __all__ = [
     "JWSAlgorithm",
 ]
 
-_PYJWT = get_default_algorithms()
+#: ``verify(key, signing_input, signature)``: whether the signature is good. May raise
+#: ValueError or TypeError for a signature of a shape the key cannot have.
+Verify = Callable[[Any, bytes, bytes], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +38,7 @@ class JWSAlgorithm:
     name: str
     kty: str
     curves: frozenset[str] | None
-    verifier: Any  # a pyjwt Algorithm: .verify(msg, key, sig) -> bool
+    verify: Verify
     pyjwt_name: str  # the pyjwt name of this signature scheme (for loading JWKs)
 
     def fits(self, kty: str, crv: str | None) -> bool:
@@ -41,35 +48,97 @@ class JWSAlgorithm:
         return self.curves is None or crv in self.curves
 
 
+# The verifiers call cryptography directly, with their padding and hash objects built
+# once: this is the one step of a first-seen token that cannot be avoided, so nothing
+# is added to it.
+
+
+def _rsa(pad: padding.AsymmetricPadding, digest: hashes.HashAlgorithm) -> Verify:
+    def verify(key: Any, message: bytes, signature: bytes) -> bool:
+        try:
+            key.verify(signature, message, pad, digest)
+        except InvalidSignature:
+            return False
+        return True
+
+    return verify
+
+
+def _pkcs1(digest: hashes.HashAlgorithm) -> Verify:
+    return _rsa(padding.PKCS1v15(), digest)
+
+
+def _pss(digest: hashes.HashAlgorithm) -> Verify:
+    # RFC 7518 §3.5: MGF1 with the same hash, salt as long as the hash output.
+    return _rsa(padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size), digest)
+
+
+def _ecdsa(digest: hashes.HashAlgorithm, size: int) -> Verify:
+    algorithm = ec.ECDSA(digest)
+
+    def verify(key: Any, message: bytes, signature: bytes) -> bool:
+        # RFC 7518 §3.4: R and S, each exactly ``size`` bytes (never DER).
+        if len(signature) != 2 * size:
+            return False
+        der = encode_dss_signature(
+            int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
+        )
+        try:
+            key.verify(der, message, algorithm)
+        except InvalidSignature:
+            return False
+        return True
+
+    return verify
+
+
+def _eddsa(key: Any, message: bytes, signature: bytes) -> bool:
+    try:
+        key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _hmac(digest: str) -> Verify:
+    def verify(key: Any, message: bytes, signature: bytes) -> bool:
+        return hmac.compare_digest(hmac.digest(key, message, digest), signature)
+
+    return verify
+
+
 def _alg(
-    name: str, kty: str, curves: tuple[str, ...] | None = None, pyjwt_name: str | None = None
+    name: str,
+    kty: str,
+    verify: Verify,
+    curves: tuple[str, ...] | None = None,
+    pyjwt_name: str | None = None,
 ) -> JWSAlgorithm:
-    pyjwt_name = pyjwt_name or name
     return JWSAlgorithm(
-        name, kty, frozenset(curves) if curves else None, _PYJWT[pyjwt_name], pyjwt_name
+        name, kty, frozenset(curves) if curves else None, verify, pyjwt_name or name
     )
 
 
 REGISTRY: dict[str, JWSAlgorithm] = {
     a.name: a
     for a in (
-        _alg("RS256", "RSA"),
-        _alg("RS384", "RSA"),
-        _alg("RS512", "RSA"),
-        _alg("PS256", "RSA"),
-        _alg("PS384", "RSA"),
-        _alg("PS512", "RSA"),
-        _alg("ES256", "EC", ("P-256",)),
-        _alg("ES384", "EC", ("P-384",)),
-        _alg("ES512", "EC", ("P-521",)),
-        _alg("ES256K", "EC", ("secp256k1",)),
-        _alg("EdDSA", "OKP", ("Ed25519", "Ed448")),
+        _alg("RS256", "RSA", _pkcs1(hashes.SHA256())),
+        _alg("RS384", "RSA", _pkcs1(hashes.SHA384())),
+        _alg("RS512", "RSA", _pkcs1(hashes.SHA512())),
+        _alg("PS256", "RSA", _pss(hashes.SHA256())),
+        _alg("PS384", "RSA", _pss(hashes.SHA384())),
+        _alg("PS512", "RSA", _pss(hashes.SHA512())),
+        _alg("ES256", "EC", _ecdsa(hashes.SHA256(), 32), ("P-256",)),
+        _alg("ES384", "EC", _ecdsa(hashes.SHA384(), 48), ("P-384",)),
+        _alg("ES512", "EC", _ecdsa(hashes.SHA512(), 66), ("P-521",)),
+        _alg("ES256K", "EC", _ecdsa(hashes.SHA256(), 32), ("secp256k1",)),
+        _alg("EdDSA", "OKP", _eddsa, ("Ed25519", "Ed448")),
         # RFC 9864's fully specified names for the same signatures.
-        _alg("Ed25519", "OKP", ("Ed25519",), pyjwt_name="EdDSA"),
-        _alg("Ed448", "OKP", ("Ed448",), pyjwt_name="EdDSA"),
-        _alg("HS256", "oct"),
-        _alg("HS384", "oct"),
-        _alg("HS512", "oct"),
+        _alg("Ed25519", "OKP", _eddsa, ("Ed25519",), pyjwt_name="EdDSA"),
+        _alg("Ed448", "OKP", _eddsa, ("Ed448",), pyjwt_name="EdDSA"),
+        _alg("HS256", "oct", _hmac("sha256")),
+        _alg("HS384", "oct", _hmac("sha384")),
+        _alg("HS512", "oct", _hmac("sha512")),
     )
 }
 

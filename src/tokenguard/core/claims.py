@@ -21,15 +21,44 @@ from ..errors import (
 from ..models import TokenInfo, TokenSource, freeze
 
 __all__ = [
+    "REGISTERED_CLAIMS",
     "Claims",
     "check_audience",
     "check_times",
+    "minimise",
     "read_claims",
+    "share",
     "to_token_info",
 ]
 
 #: 9999-12-31T23:59:59Z: later NumericDates cannot be represented and are refused.
 MAX_NUMERIC_DATE = 253402300799
+
+#: The claims tokenguard itself reads or exposes on :class:`TokenInfo`, kept whatever a
+#: policy's ``claims`` list says: RFC 7519 §4.1 (iss sub aud exp nbf iat jti), RFC 9068
+#: §2.2 (client_id scope auth_time acr amr), RFC 7800 (cnf), RFC 7662 §2.2 (active
+#: username token_type) and ``scp`` (scopes as Okta and Azure AD send them).
+REGISTERED_CLAIMS = frozenset(
+    {
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "nbf",
+        "iat",
+        "jti",
+        "client_id",
+        "scope",
+        "scp",
+        "auth_time",
+        "acr",
+        "amr",
+        "cnf",
+        "active",
+        "username",
+        "token_type",
+    }
+)
 
 
 class Claims(NamedTuple):
@@ -57,7 +86,6 @@ class Claims(NamedTuple):
 
 _ABSENT: Any = object()
 _STRING_CLAIMS = ("iss", "sub", "client_id", "username", "jti", "token_type", "acr")
-_DATE_CLAIMS = ("exp", "iat", "nbf", "auth_time")
 
 
 def _numeric_date(value: Any, name: str) -> float:
@@ -81,19 +109,39 @@ def _string_list(value: Any, name: str) -> tuple[str, ...]:
 def _scopes(raw: Mapping[str, Any]) -> frozenset[str]:
     scope = raw.get("scope", _ABSENT)
     if type(scope) is str and "scp" not in raw:
-        # The common case: share one frozenset per distinct scope string.
+        # The common case. The memo of scope sets is only read here: it is filled by
+        # verified tokens alone (share_scopes), never by what a request merely sent.
         found = _SCOPE_SETS.get(scope)
         if found is None:
-            found = frozenset(scope.split(" ")) - {""}
-            if len(_SCOPE_SETS) >= _SCOPE_SETS_MAX:
-                _SCOPE_SETS.clear()
-            _SCOPE_SETS[scope] = found
+            found = frozenset(scope.split(" "))
+            if "" in found:
+                found = found - _EMPTY
         return found
     return _scopes_slow(raw)
 
 
+def share_scopes(claims: Claims) -> frozenset[str]:
+    """The scope set of a *verified* token (signature checked, or an authorization
+    server's answer), shared with every other token that has the same ``scope`` string,
+    so 100,000 cached tokens hold a few sets, not 100,000. Bounded in count and in the
+    length of what it remembers."""
+    scopes = claims.scopes
+    scope = claims.raw.get("scope")
+    if type(scope) is not str or len(scope) > _SCOPE_MEMO_LENGTH:
+        return scopes
+    found = _SCOPE_SETS.get(scope)
+    if found is not None:
+        return found
+    if len(_SCOPE_SETS) >= _SCOPE_SETS_MAX:
+        _SCOPE_SETS.clear()
+    _SCOPE_SETS[scope] = scopes
+    return scopes
+
+
+_EMPTY = frozenset({""})
 _SCOPE_SETS: dict[str, frozenset[str]] = {}
-_SCOPE_SETS_MAX = 4096
+_SCOPE_SETS_MAX = 1024
+_SCOPE_MEMO_LENGTH = 512  # longer scope strings are not shared
 
 
 def _scopes_slow(raw: Mapping[str, Any]) -> frozenset[str]:
@@ -121,10 +169,15 @@ def read_claims(raw: dict[str, Any]) -> Claims:
         value = get(name, _ABSENT)
         if value is not _ABSENT and type(value) is not str:
             raise InvalidClaims(f"The {name} claim must be a string")
-    exp, iat, nbf, auth_time = (
-        None if (value := get(name, _ABSENT)) is _ABSENT else _numeric_date(value, name)
-        for name in _DATE_CLAIMS
-    )
+    # Unrolled (no generator): this runs for every first-seen token.
+    exp = get("exp", _ABSENT)
+    exp = None if exp is _ABSENT else _numeric_date(exp, "exp")
+    iat = get("iat", _ABSENT)
+    iat = None if iat is _ABSENT else _numeric_date(iat, "iat")
+    nbf = get("nbf", _ABSENT)
+    nbf = None if nbf is _ABSENT else _numeric_date(nbf, "nbf")
+    auth_time = get("auth_time", _ABSENT)
+    auth_time = None if auth_time is _ABSENT else _numeric_date(auth_time, "auth_time")
     aud = get("aud", _ABSENT)
     amr = get("amr", _ABSENT)
     cnf = get("cnf", _ABSENT)
@@ -182,18 +235,65 @@ def check_audience(claims: Claims, audience: str, *, required: bool) -> None:
         raise InvalidAudience()
 
 
+def minimise(raw: dict[str, Any], keep: frozenset[str] | None) -> dict[str, Any]:
+    """Only the members named in ``keep`` (``None`` keeps everything).
+
+    This is the one step that trims what is kept of a token: ``TokenInfo.claims``, both
+    caches and whatever is built from them hold the result, so a cached token costs less
+    memory and a dump of it leaks less (issue 10 §3). ``keep`` is a policy's ``claims``
+    plus :data:`REGISTERED_CLAIMS`."""
+    if keep is None or raw.keys() <= keep:
+        return raw
+    return {name: value for name, value in raw.items() if name in keep}
+
+
+def share(value: str) -> str:
+    """One copy of a short string that recurs between *verified* tokens (an issuer, an
+    audience, a client, a scope string), so 100,000 cached tokens do not hold 100,000
+    copies of it. Never called with what an unverified request sent; bounded in count
+    and length, and cleared when full (rule 1, docs/security.md)."""
+    if len(value) > _SHARE_LENGTH:
+        return value
+    found: str = pooled(_SHARED, value, _SHARE_MAX)
+    return found
+
+
+def pooled(pool: dict[Any, Any], value: Any, maximum: int) -> Any:
+    """The one copy of ``value`` kept in ``pool`` (a verified value: see :func:`share`),
+    added if new; the pool is cleared when it holds ``maximum`` values."""
+    found = pool.get(value)
+    if found is None:
+        if len(pool) >= maximum:
+            pool.clear()
+        pool[value] = found = value
+    return found
+
+
+_SHARED: dict[str, str] = {}
+_SHARE_MAX = 4096
+_SHARE_LENGTH = 256
+
+
 def to_token_info(
-    claims: Claims, *, source: TokenSource, issuer: str, token_type: str | None
+    claims: Claims,
+    *,
+    source: TokenSource,
+    issuer: str,
+    token_type: str | None,
+    keep: frozenset[str] | None = None,
 ) -> TokenInfo:
-    """Build the immutable :class:`TokenInfo` (fields already type-checked)."""
+    """Build the immutable :class:`TokenInfo` of a verified token (fields already
+    type-checked), holding only the claims ``keep`` names (:func:`minimise`)."""
     try:
-        frozen = freeze(claims.raw)
+        frozen = freeze(minimise(claims.raw, keep))
     except ValueError:
-        raise InvalidClaims("The token claims are nested too deeply") from None
+        frozen = None
+    if frozen is None:
+        raise InvalidClaims("The token claims are nested too deeply")
     return TokenInfo.trusted(
         issuer=issuer,
-        scopes=claims.scopes,
-        token_type=token_type,
+        scopes=share_scopes(claims),
+        token_type=None if token_type is None else share(token_type),
         claims=frozen,
         source=source,
     )

@@ -38,7 +38,9 @@ def parse_metadata(outcome: HttpOutcome, issuer: Issuer) -> Metadata:
     try:
         document = strict_json(outcome.body)
     except ValueError:
-        raise ValueError("not JSON") from None
+        document = None
+    if document is None:
+        raise ValueError("not JSON")
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")
     if document.get("issuer") != issuer.issuer:

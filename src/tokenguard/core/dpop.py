@@ -224,7 +224,7 @@ def verify_proof(proof: Proof, known: VerificationKey | None = None) -> None:
     if key is None or jws.algorithm.name not in key.algorithms:
         raise InvalidDPoPProof("The DPoP proof key is not usable")
     try:
-        valid = jws.algorithm.verifier.verify(jws.signing_input, key.key, jws.signature)
+        valid = jws.algorithm.verify(key.key, jws.signing_input, jws.signature)
     except (ValueError, TypeError):  # a signature of an impossible shape for this key
         valid = False
     if not valid:

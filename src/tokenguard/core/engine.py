@@ -52,7 +52,14 @@ from .introspection import (
 from .jose import JWS, check_typ, parse_jws, strict_json, verify_signature
 from .jwks import VerificationKey
 from .mtls import ClientCertificate
-from .policy import IssuerRuntime, PolicyRuntime, Route, compile_config, route
+from .policy import (
+    IssuerRuntime,
+    PolicyRuntime,
+    Route,
+    compile_config,
+    introspection_keep,
+    route,
+)
 from .requirements import check_profile_claims
 from .revocation import (
     Revocation,
@@ -93,6 +100,7 @@ class Engine:
             max_inactive_ttl=max(p.inactive_cache_age for p in runtimes),
         )
         self.verified_cache = VerifiedCache(self.settings.verified_cache_size, self.policies)
+        self._introspection_keep = introspection_keep(runtimes)
         self.binder = Binder(self.settings, list(config.policies))
         self.revocations = Revocations()
         self._all_algorithms = frozenset().union(*(p.algorithms for p in runtimes))
@@ -323,7 +331,11 @@ class Engine:
             claims = self._check_introspected(introspected, issuer, policy, now, opaque=True)
             proof = self.binder.match(claims.cnf, presented, policy.binding)
             info = to_token_info(
-                claims, source="introspection", issuer=issuer.issuer, token_type=claims.token_type
+                claims,
+                source="introspection",
+                issuer=issuer.issuer,
+                token_type=claims.token_type,
+                keep=policy.keep,
             )
         else:
             jws = parse_jws(token, policy.algorithms)
@@ -333,9 +345,10 @@ class Engine:
             if not keys:
                 raise InvalidSignature("No trusted key matches the token")
             verify_signature(jws, keys)
-            token_ids += (signed_content_id(jws.signing_input),)
-            if claims.token_id is not None:
-                token_ids += (jti_revocation_id(issuer.issuer, claims.token_id),)
+            if self.revocations.active:  # two SHA-256 a first-seen token need not pay
+                token_ids += (signed_content_id(jws.signing_input),)
+                if claims.token_id is not None:
+                    token_ids += (jti_revocation_id(issuer.issuer, claims.token_id),)
             source: Any = "jwt"
             if path is Route.BOTH:
                 introspected, was_cached = yield from self._introspect(
@@ -343,9 +356,11 @@ class Engine:
                 )
                 self._check_introspected(introspected, issuer, policy, now, opaque=False)
                 source = "jwt+introspection"
-            info = to_token_info(claims, source=source, issuer=issuer.issuer, token_type=jws.typ)
+            info = to_token_info(
+                claims, source=source, issuer=issuer.issuer, token_type=jws.typ, keep=policy.keep
+            )
 
-        if self.revocations.refuses(
+        if self.revocations.active and self.revocations.refuses(
             token_ids=token_ids,
             issuer=issuer.issuer,
             subject=claims.subject,
@@ -580,7 +595,9 @@ class Engine:
                     max_age=self._max_leeway + self.settings.http_timeout,
                     now=now,
                 )
-            return absorb(read_response(outcome, now))
+            # Trimmed to what the policies asking this issuer keep, before it is cached.
+            keep = self._introspection_keep.get(issuer.issuer)
+            return absorb(read_response(outcome, now, keep=keep))
 
         def absorb(
             result: IntrospectionRecord | TokenGuardError,

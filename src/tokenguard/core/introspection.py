@@ -74,13 +74,16 @@ def build_request(
     return HttpRequest("POST", endpoint, max_bytes=max_bytes, headers=headers, form=form)
 
 
-def read_response(outcome: HttpOutcome, now: float) -> IntrospectionRecord | TokenGuardError:
+def read_response(
+    outcome: HttpOutcome, now: float, *, keep: frozenset[str] | None = None
+) -> IntrospectionRecord | TokenGuardError:
     """Reduce an introspection response to a record, or to the error it amounts to.
 
     Anything but a 200 JSON object means the server could not answer: 503, never
     cached. A JSON object whose ``active`` is not the JSON boolean ``true`` means
     inactive (RFC 7662 §2.2); ``"true"``, ``1`` or a missing ``active`` are not true.
-    An active answer with ill-typed members is refused as invalid claims.
+    An active answer with ill-typed members is refused as invalid claims. Only the
+    members named in ``keep`` are kept (``claims.minimise``; None keeps all).
     """
     failure = answer_failure(outcome)
     if failure is not None:
@@ -95,7 +98,7 @@ def read_response(outcome: HttpOutcome, now: float) -> IntrospectionRecord | Tok
     except MalformedToken:
         log.warning("introspection answered something that is not a JSON object")
         return ValidationUnavailable("The authorization server answered nonsense")
-    return read_document(document, now)
+    return read_document(document, now, keep=keep)
 
 
 def answer_failure(outcome: HttpOutcome) -> TokenGuardError | None:
@@ -112,13 +115,20 @@ def answer_failure(outcome: HttpOutcome) -> TokenGuardError | None:
     return None
 
 
-def read_document(document: dict[str, Any], now: float) -> IntrospectionRecord | TokenGuardError:
-    """What an introspection answer (a JSON object) says about the token."""
+def read_document(
+    document: dict[str, Any], now: float, *, keep: frozenset[str] | None = None
+) -> IntrospectionRecord | TokenGuardError:
+    """What an introspection answer (a JSON object) says about the token; only the
+    members named in ``keep`` are kept (None keeps all)."""
     if document.get("active") is not True:
         return IntrospectionRecord(active=False, claims=None, fetched_at=now)
     # Some servers serialise a member they do not have as null; in a response (unlike a
     # token) that means "absent". Everything present must still have its type.
-    document = {name: value for name, value in document.items() if value is not None}
+    document = {
+        name: value
+        for name, value in document.items()
+        if value is not None and (keep is None or name in keep)
+    }
     try:
         claims = read_claims(document)
     except InvalidClaims as error:

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..config import Settings
@@ -99,6 +98,8 @@ def usable_key(jwk: Any, *, allow_symmetric: bool) -> VerificationKey | None:
         algorithms = algorithms & {alg} if isinstance(alg, str) else frozenset()
     if not algorithms:
         return None
+    import jwt  # PyJWK turns a JWK into a key object; imported at the first key set
+
     try:
         key = jwt.PyJWK(jwk, algorithm=REGISTRY[min(algorithms)].pyjwt_name).key
     except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError):

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..config import GuardConfig, Issuer, Policy
 from ..errors import ConfigurationError, MalformedToken, UnsupportedToken
 from .binding import BindingRules, binding_rules
+from .claims import REGISTERED_CLAIMS
 from .detect import TokenFormat
 from .discovery import MetadataState
 from .jwks import JwksState, KeySet, static_keyset
 from .requirements import StepUp
 
-__all__ = ["IssuerRuntime", "PolicyRuntime", "Route", "compile_config", "route"]
+__all__ = [
+    "IssuerRuntime",
+    "PolicyRuntime",
+    "Route",
+    "compile_config",
+    "introspection_keep",
+    "route",
+]
 
 log = logging.getLogger("tokenguard")
 
@@ -63,6 +72,7 @@ class PolicyRuntime:
     verified_cache_ttl: float  # 0: never use the verified-token cache
     binding: BindingRules  # DPoP / mTLS (core/binding.py)
     step_up: StepUp | None = None  # RFC 9470 acr_values / max_age
+    keep: frozenset[str] | None = None  # the claims kept of a validated token (None: all)
 
 
 def route(fmt: TokenFormat, policy: PolicyRuntime) -> Route:
@@ -155,7 +165,22 @@ def _policy_runtime(policy: Policy, issuers: dict[str, IssuerRuntime]) -> Policy
         verified_cache_ttl=0.0 if high else policy.verified_cache_ttl,
         binding=binding_rules(policy),
         step_up=StepUp.of(policy.acr_values, policy.max_age),
+        keep=None if policy.claims is None else REGISTERED_CLAIMS | frozenset(policy.claims),
     )
+
+
+def introspection_keep(policies: Iterable[PolicyRuntime]) -> dict[str, frozenset[str] | None]:
+    """Per issuer, the claims its introspection answers are trimmed to before they are
+    cached: what any policy that introspects with it keeps (one cache serves them all)."""
+    keep: dict[str, frozenset[str] | None] = {}
+    for policy in policies:
+        for name in policy.issuers:
+            if name in keep and keep[name] is None:
+                continue
+            mine = policy.keep
+            known = keep.get(name, frozenset())
+            keep[name] = None if mine is None or known is None else known | mine
+    return keep
 
 
 def compile_config(
