@@ -12,6 +12,7 @@ Needs nginx and wrk (Debian: ``apt-get install nginx-light wrk``). Everything ru
 ephemeral loopback ports and is stopped at the end. ``--quick`` runs each step for 1 s.
 
     python benchmarks/gateway.py [--quick] [--duration 10] [--rate 1000] [--json out.json]
+                                 [--realtime] [--skip-granian]
 """
 
 from __future__ import annotations
@@ -99,10 +100,13 @@ def per_cpu_second(run: dict[str, float], cpu_seconds: float) -> float:
 
 
 @contextmanager
-def gateway(config: Path, workers: int, server: str = "uvicorn") -> Iterator[tuple[int, int]]:
+def gateway(
+    config: Path, workers: int, server: str = "uvicorn", prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[int, int]]:
     port = free_port()
     env = {**os.environ, "TOKENGUARD_GATEWAY_CONFIG": str(config)}
     command = [
+        *prefix,
         str(Path(sys.executable).with_name("tokenguard")),
         "gateway",
         "--config",
@@ -131,7 +135,7 @@ def gateway(config: Path, workers: int, server: str = "uvicorn") -> Iterator[tup
 
 
 @contextmanager
-def nginx(tmp: Path, gateway_port: int) -> Iterator[tuple[int, int]]:
+def nginx(tmp: Path, gateway_port: int, prefix: tuple[str, ...] = ()) -> Iterator[tuple[int, int]]:
     """The documented nginx config, an upstream (nginx answering 200 itself) and a
     baseline server proxying to the same upstream without auth_request."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -161,7 +165,7 @@ def nginx(tmp: Path, gateway_port: int) -> Iterator[tuple[int, int]]:
     (tmp / "tmp").mkdir(exist_ok=True)
     (tmp / "nginx.conf").write_text(conf)
     process = subprocess.Popen(  # noqa: S603 - our own command line
-        [binary, "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
+        [*prefix, binary, "-p", str(tmp), "-c", str(tmp / "nginx.conf")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the death signal
@@ -206,9 +210,10 @@ def wrk(
     connections: int,
     delay_ms: int = 0,
     script: Path,
+    prefix: tuple[str, ...] = (),
 ) -> dict[str, float]:
     """One wrk run: requests, rate, p50/p99/max latency, errors."""
-    return wrk_together([url], headers, duration, connections, delay_ms, script)[0]
+    return wrk_together([url], headers, duration, connections, delay_ms, script, prefix)[0]
 
 
 def wrk_together(
@@ -218,16 +223,18 @@ def wrk_together(
     connections: int,
     delay_ms: int,
     script: Path,
+    prefix: tuple[str, ...] = (),
 ) -> list[dict[str, float]]:
     """One wrk per URL, all at the same time: what slows one down (other load on the
     machine) slows the others too, so their difference is the fairer comparison."""
     env = {**os.environ, "WRK_DELAY_MS": str(delay_ms)}
     processes = [
         subprocess.Popen(  # noqa: S603 - our own command line
-            _wrk_command(url, headers, duration, connections, script),
+            [*prefix, *_wrk_command(url, headers, duration, connections, script)],
             stdout=subprocess.PIPE,
             text=True,
             env=env,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the death signal
         )
         for url in urls
     ]
@@ -241,6 +248,12 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000, help="fixed rate for latency")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--skip-granian", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="run the fixed-rate latency step at real-time priority (chrt -f; root)",
+    )
     args = parser.parse_args()
     duration = 1.0 if args.quick else args.duration
     for tool in ("wrk", "nginx"):
@@ -257,46 +270,60 @@ def main() -> None:
         auth = {"Authorization": f"Bearer {token}"}
         direct = {**auth, "X-Original-Method": "GET", "X-Original-URI": "/orders/1"}
 
-        print("Decisions/s on a cached token (wrk -c32, 1 thread); per gateway CPU-second")
-        print(
-            f"{'workers':<8} {'through nginx':>14} {'gateway alone':>14} "
-            f"{'per CPU-s (nginx)':>18} {'per CPU-s (alone)':>18}"
-        )
-        throughput = {}
-        for workers in (1, 2):
-            with gateway(config, workers) as (gw_port, pid), nginx(tmp, gw_port) as (front, _):
-                if not args.quick:  # warm up
-                    wrk(
-                        f"http://127.0.0.1:{front}/orders/1", auth, 1, connections=32, script=script
-                    )
-                cpu = tree_cpu_seconds(pid)
-                through = wrk(
-                    f"http://127.0.0.1:{front}/orders/1",
-                    auth,
-                    duration,
-                    connections=32,
-                    script=script,
-                )
-                through["per_cpu_s"] = per_cpu_second(through, tree_cpu_seconds(pid) - cpu)
-                cpu = tree_cpu_seconds(pid)
-                alone = wrk(
-                    f"http://127.0.0.1:{gw_port}/nginx",
-                    direct,
-                    duration,
-                    connections=32,
-                    script=script,
-                )
-                alone["per_cpu_s"] = per_cpu_second(alone, tree_cpu_seconds(pid) - cpu)
-            throughput[workers] = {"nginx": through, "direct": alone}
+        # --realtime: nginx, the gateway and wrk at SCHED_FIFO priority, so that on a
+        # shared machine the figures show what the gateway does, not the scheduler.
+        rt: tuple[str, ...] = ("chrt", "-f", "20") if args.realtime else ()
+        if not args.skip_throughput:
+            print("Decisions/s on a cached token (wrk -c32, 1 thread); per gateway CPU-second")
             print(
-                f"{workers:<8} {through['rps']:>14,.0f} {alone['rps']:>14,.0f} "
-                f"{through['per_cpu_s']:>18,.0f} {alone['per_cpu_s']:>18,.0f}"
+                f"{'workers':<8} {'through nginx':>14} {'gateway alone':>14} "
+                f"{'per CPU-s (nginx)':>18} {'per CPU-s (alone)':>18}"
             )
-        for path in ("nginx", "direct"):
-            ratio = throughput[2][path]["rps"] / throughput[1][path]["rps"]
-            print(f"  2 workers / 1 worker ({path}): {ratio:.2f}x")
-        print(f"  load average while measuring: {os.getloadavg()[0]:.1f} (2 cores)")
-        figures["throughput"] = throughput
+            throughput = {}
+            for workers in (1, 2):
+                with (
+                    gateway(config, workers, prefix=rt) as (gw_port, pid),
+                    nginx(tmp, gw_port, prefix=rt) as (front, _),
+                ):
+                    if not args.quick:  # warm up
+                        wrk(
+                            f"http://127.0.0.1:{front}/orders/1",
+                            auth,
+                            1,
+                            connections=32,
+                            script=script,
+                            prefix=rt,
+                        )
+                    cpu = tree_cpu_seconds(pid)
+                    through = wrk(
+                        f"http://127.0.0.1:{front}/orders/1",
+                        auth,
+                        duration,
+                        connections=32,
+                        script=script,
+                        prefix=rt,
+                    )
+                    through["per_cpu_s"] = per_cpu_second(through, tree_cpu_seconds(pid) - cpu)
+                    cpu = tree_cpu_seconds(pid)
+                    alone = wrk(
+                        f"http://127.0.0.1:{gw_port}/nginx",
+                        direct,
+                        duration,
+                        connections=32,
+                        script=script,
+                        prefix=rt,
+                    )
+                    alone["per_cpu_s"] = per_cpu_second(alone, tree_cpu_seconds(pid) - cpu)
+                throughput[workers] = {"nginx": through, "direct": alone}
+                print(
+                    f"{workers:<8} {through['rps']:>14,.0f} {alone['rps']:>14,.0f} "
+                    f"{through['per_cpu_s']:>18,.0f} {alone['per_cpu_s']:>18,.0f}"
+                )
+            for path in ("nginx", "direct"):
+                ratio = throughput[2][path]["rps"] / throughput[1][path]["rps"]
+                print(f"  2 workers / 1 worker ({path}): {ratio:.2f}x")
+            print(f"  load average while measuring: {os.getloadavg()[0]:.1f} (2 cores)")
+            figures["throughput"] = throughput
 
         # Fixed rate: N connections, each waiting delay ms between requests.
         connections = 10
@@ -307,15 +334,18 @@ def main() -> None:
         )
         print(f"{'':<26} {'rate':>8} {'p50 ms':>8} {'p99 ms':>8}")
         # Both at once (one wrk each), so that load from elsewhere hits both alike.
-        with gateway(config, 1) as (gw_port, _), nginx(tmp, gw_port) as (front, base):
+        with (
+            gateway(config, 1, prefix=rt) as (gw_port, _),
+            nginx(tmp, gw_port, prefix=rt) as (front, base),
+        ):
             names = ("nginx, no auth_request", "nginx + tokenguard")
             urls = [f"http://127.0.0.1:{port}/orders/1" for port in (base, front)]
             if not args.quick:  # warm up
-                wrk_together(urls, auth, 1, connections, delay, script)
+                wrk_together(urls, auth, 1, connections, delay, script, rt)
             runs = dict(
                 zip(
                     names,
-                    wrk_together(urls, auth, duration, connections, delay, script),
+                    wrk_together(urls, auth, duration, connections, delay, script, rt),
                     strict=False,
                 )
             )

@@ -140,6 +140,18 @@ def tokenguard_cli() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "tokenguard.cli"]
 
 
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reap_servers() -> Iterator[None]:
+    """Whatever a test started and did not stop (a test that timed out half-way) is
+    stopped at the end of the session at the latest."""
+    yield
+    for process in _STARTED:
+        stop(process)
+
+
 def start_gateway(config: Path, log: Path, *args: str) -> Gateway:
     env = {**os.environ}
     out = log.open("wb")
@@ -150,24 +162,28 @@ def start_gateway(config: Path, log: Path, *args: str) -> Gateway:
         env=env,
         preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the death signal
     )
-    assert process.stdout is not None
-    line = process.stdout.readline().decode()
-    if "http://" not in line:
-        stop(process)
-        raise RuntimeError(f"gateway did not start: {line!r} {log.read_text()}")
-    port = int(line.split("http://127.0.0.1:", 1)[1].split(" ", 1)[0])
-    # The rest of stdout is the access log: keep reading it into a file.
-    access = log.with_suffix(".access")
-
-    def pump() -> None:
+    _STARTED.append(process)
+    try:
         assert process.stdout is not None
-        with access.open("wb") as sink:
-            for chunk in iter(process.stdout.readline, b""):
-                sink.write(chunk)
-                sink.flush()
+        line = process.stdout.readline().decode()
+        if "http://" not in line:
+            raise RuntimeError(f"gateway did not start: {line!r} {log.read_text()}")
+        port = int(line.split("http://127.0.0.1:", 1)[1].split(" ", 1)[0])
+        # The rest of stdout is the access log: keep reading it into a file.
+        access = log.with_suffix(".access")
 
-    threading.Thread(target=pump, daemon=True).start()
-    wait_for_port(port, process, "gateway")
+        def pump() -> None:
+            assert process.stdout is not None
+            with access.open("wb") as sink:
+                for chunk in iter(process.stdout.readline, b""):
+                    sink.write(chunk)
+                    sink.flush()
+
+        threading.Thread(target=pump, daemon=True).start()
+        wait_for_port(port, process, "gateway")
+    except BaseException:
+        stop(process)
+        raise
     return Gateway(f"http://127.0.0.1:{port}", port, process, access)
 
 
@@ -214,6 +230,7 @@ def start_nginx(
             stderr=log,
             preexec_fn=die_with_parent,  # noqa: PLW1509 - only sets the death signal
         )
+        _STARTED.append(process)
         try:
             wait_for_port(port, process, "nginx")
             return process, port

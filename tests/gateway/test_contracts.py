@@ -74,6 +74,8 @@ def test_envoy_takes_the_original_path_after_its_prefix(
     assert denied.headers["www-authenticate"] == "Bearer"
     unmatched = client.get(f"{gateway.url}/envoy/nothing/here", headers=headers)
     assert unmatched.status_code == 403
+    # The bare prefix is the root path: no route for it here.
+    assert client.get(f"{gateway.url}/envoy", headers=headers).status_code == 403
     public = client.get(f"{gateway.url}/envoy/public/x")
     assert public.status_code == 200
     assert public.headers["x-auth-subject"] == ""
@@ -175,7 +177,7 @@ def test_app_with_its_own_guard_and_warm_up(
     monkeypatch.setenv("TG_TEST_SECRET", gw_server.client_secret)
     mapping = tomllib.loads(gateway_toml(gw_server))
     with guard_for(gw_server, name="orders") as guard:
-        with pytest.raises(ConfigurationError, match="no policy"):
+        with pytest.raises(ConfigurationError, match="unknown policy"):
             create_app(mapping, guard=guard)
         assert guard.warm_up() == {gw_server.issuer: True}
     app = create_app(mapping)

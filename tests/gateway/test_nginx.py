@@ -100,6 +100,9 @@ def test_no_token_and_malformed_header(nginx: str, client: httpx.Client) -> None
     assert malformed.status_code == 400
     assert 'error="invalid_request"' in challenge(malformed)
     assert malformed.json()["error"] == "invalid_request"
+    # RFC 6750 §2.3 query tokens are refused, as by every framework adapter.
+    in_query = client.get(f"{nginx}/orders/1?access_token=abc")
+    assert in_query.status_code == 400
 
 
 def test_unmatched_route_is_denied(nginx: str, client: httpx.Client, gw_server: AuthServer) -> None:

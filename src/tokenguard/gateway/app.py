@@ -21,7 +21,8 @@ import httpx
 
 from .. import DPoPProof
 from ..bearer import bearer_token
-from ..errors import ConfigurationError, InvalidRequest, TokenGuardError
+from ..edge import Protection, RequestView
+from ..errors import InvalidRequest, TokenGuardError
 from ..guard import TokenGuard
 from ..models import TokenInfo
 from .accesslog import AccessLog
@@ -70,7 +71,6 @@ class GatewayApp:
         self._cache_hit = self.metrics.token_cache.labels("hit")
         self._cache_miss = self.metrics.token_cache.labels("miss")
         settings = config.gateway
-        self._realm = settings.realm
         self._identity = IdentityWriter(
             settings.identity_headers.pairs(), settings.max_identity_length
         )
@@ -92,11 +92,16 @@ class GatewayApp:
             # the models as they are).
             parts = {name: getattr(guard_config, name) for name in type(guard_config).model_fields}
             guard = TokenGuard.from_config(parts, async_http_client=self._http)
-        else:
-            names = {p.name for p in guard.config.policies}
-            if missing := {r.policy for r in config.routes if r.policy} - names:
-                raise ConfigurationError(f"the guard has no policy {sorted(missing)!r}")
         self.guard = guard
+        # Per route: the policy, the route's scopes and the challenge's realm, by the
+        # rules every framework adapter shares (tokenguard.edge). Errors before a route
+        # is known are answered as the first policy's.
+        self._protections = {
+            index: Protection(guard, route.policy, scopes=route.scopes, realm=settings.realm)
+            for index, route in enumerate(config.routes)
+            if route.policy is not None
+        }
+        self._fallback = Protection(guard, guard.config.policies[0].name, realm=settings.realm)
         # Operations endpoints by path (a /stats for guard.stats(), issue 12, goes here).
         self._endpoints: dict[str, Callable[[Scope, Send], Awaitable[None]]] = {
             "/healthz": self._healthz,
@@ -123,11 +128,11 @@ class GatewayApp:
         if kind == "http":
             path: str = scope["path"]
             contract = CONTRACTS.get(path)
-            if contract is not None:
+            if contract is not None and contract.target is not None:
                 await self._decide(contract, scope, send, None)
-            elif path.startswith(_ENVOY + "/"):
+            elif path == _ENVOY or path.startswith(_ENVOY + "/"):
                 raw: bytes = scope.get("raw_path") or path.encode("utf-8")
-                target = raw[len(_ENVOY) :].decode("latin-1")
+                target = raw[len(_ENVOY) :].decode("latin-1") or "/"
                 if query := scope.get("query_string"):
                     target += "?" + query.decode("latin-1")
                 await self._decide(CONTRACTS[_ENVOY], scope, send, target)
@@ -187,6 +192,7 @@ class GatewayApp:
         forwarded: Forwarded | None = None
         path: str | None = None
         cached: bool | None = None
+        protection = self._fallback
         try:
             forwarded = contract.read(scope["headers"], scope["method"], own_target)
             try:
@@ -199,13 +205,13 @@ class GatewayApp:
             elif route.public:
                 answer = Answer(200, list(self._identity.empty))
             else:
-                info = await self._validate(contract, forwarded, route)
+                protection = self._protections[route.index]
+                info = await self._validate(contract, forwarded, protection)
                 cached = info.cached
-                if route.scopes:
-                    info.require_scopes(*route.scopes)
+                protection.authorize(info)  # the route's scopes and step-up
                 answer = Answer(200, self._identity.headers(info))
         except TokenGuardError as error:
-            answer = denial(error, self._realm)
+            answer = denial(protection.reply(error), error)
             if isinstance(error, InvalidRequest) or error.status_code >= 500:
                 log.info("%s request refused: %s", contract.name, error.description)
         if contract.status_header and answer.status != 200:
@@ -217,12 +223,12 @@ class GatewayApp:
         self._record(contract, route, forwarded, path, answer, cached, elapsed)
 
     async def _validate(
-        self, contract: Contract, forwarded: Forwarded, route: CompiledRoute
+        self, contract: Contract, forwarded: Forwarded, protection: Protection
     ) -> TokenInfo:
-        """The guard's answer for the forwarded credentials: a bearer token, or a
-        DPoP-bound token with its proof (RFC 9449), and the client certificate (RFC 8705)
-        when the proxy forwarded one."""
-        scheme, token = _credentials(forwarded.authorization)
+        """The guard's answer for the forwarded credentials: a bearer token (read by the
+        RFC 6750 rules the framework adapters share), or a DPoP-bound token with its
+        proof (RFC 9449), and the client certificate (RFC 8705) when the proxy sent one."""
+        scheme, token = _credentials(forwarded, protection)
         dpop = None
         if scheme == "DPoP" or forwarded.dpop is not None:
             url = forwarded.url()
@@ -230,7 +236,7 @@ class GatewayApp:
             dpop = DPoPProof(forwarded.dpop, forwarded.method, url or "", scheme)
         certificate = decode_certificate(contract, forwarded.client_cert)
         return await self.guard.avalidate(
-            token, route.policy, dpop=dpop, client_certificate=certificate
+            token, protection.policy_name, dpop=dpop, client_certificate=certificate
         )
 
     def _record(
@@ -284,14 +290,23 @@ class GatewayApp:
         await _send(send, 200, [(b"content-type", CONTENT_TYPE.encode("ascii"))], body)
 
 
-def _credentials(authorization: str | None) -> tuple[str, str]:
-    """``("Bearer" | "DPoP", token)`` from an ``Authorization`` value (RFC 6750 §2.1,
-    RFC 9449 §7.1); no header or another scheme is a missing token."""
+def _credentials(forwarded: Forwarded, protection: Protection) -> tuple[str, str]:
+    """``("Bearer" | "DPoP", token)`` from the forwarded request. A ``DPoP`` scheme
+    (RFC 9449 §7.1) is read here; anything else by the adapters' shared RFC 6750 rules
+    (one Authorization header, no token in the query string)."""
+    authorization = forwarded.authorization
     if authorization:
         scheme, _, rest = authorization.strip().partition(" ")
         if scheme.lower() == "dpop":
             return "DPoP", bearer_token("Bearer " + rest)  # the same token68 rule
-    return "Bearer", bearer_token(authorization)
+    values = (authorization,) if authorization is not None else ()
+    query = forwarded.target.partition("?")[2].partition("#")[0]
+    view = RequestView(
+        method=forwarded.method,
+        headers=lambda name: values if name == "authorization" else (),
+        query=query,
+    )
+    return "Bearer", protection.token(view)
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:

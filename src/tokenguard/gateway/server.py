@@ -10,6 +10,7 @@ worker, Prometheus samples go to a per-run directory (``PROMETHEUS_MULTIPROC_DIR
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import shutil
 import socket
@@ -96,6 +97,12 @@ def _uvicorn(
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    options: dict[str, Any] = {}
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        # uvicorn restarts a worker that does not answer its health check in time (5 s
+        # by default): on a loaded host a worker still starting up would be restarted
+        # over and over. Give it the time a start takes there.
+        options["timeout_worker_healthcheck"] = 30
     config = uvicorn.Config(
         "tokenguard.gateway._serve:app",
         factory=True,
@@ -110,6 +117,7 @@ def _uvicorn(
         server_header=False,
         date_header=False,
         timeout_graceful_shutdown=10,
+        **options,
     )
     sock = config.bind_socket()
     bound_host, bound_port = sock.getsockname()[:2]
