@@ -33,6 +33,7 @@ from .core.algorithms import (
 )
 from .core.urls import endpoint_problem
 from .errors import ConfigurationError
+from .fleet.config import FleetSettings
 
 __all__ = ["GuardConfig", "Issuer", "Mode", "Policy", "Settings", "load_config"]
 
@@ -362,6 +363,7 @@ class GuardConfig(BaseModel):
     issuers: tuple[Issuer, ...] = Field(min_length=1)
     policies: tuple[Policy, ...] = Field(min_length=1)
     settings: Settings = Settings()
+    fleet: FleetSettings | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> GuardConfig:

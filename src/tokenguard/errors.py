@@ -29,6 +29,7 @@ __all__ = [
     "InvalidTokenBinding",
     "MalformedToken",
     "MissingToken",
+    "SecurityEventError",
     "TokenGuardError",
     "TokenNotYetValid",
     "UnsupportedToken",
@@ -317,11 +318,24 @@ class InsufficientUserAuthentication(TokenGuardError):
 
 class ValidationUnavailable(TokenGuardError):
     """The token could not be checked: the authorization server or its JWKS is unreachable
-    or answered nonsense, and nothing usable is cached. Never a pass: 503."""
+    or answered nonsense, and nothing usable is cached. Never a pass: 503. When tokenguard
+    knows when to try again, ``retry_after`` holds the seconds (an HTTP ``Retry-After``)."""
 
     status_code = 503
     error = "temporarily_unavailable"
     default_description = "Token validation is temporarily unavailable"
+
+    def __init__(self, description: str | None = None, *, retry_after: int | None = None) -> None:
+        #: Seconds after which asking again may succeed: send it as ``Retry-After``.
+        self.retry_after = retry_after
+        super().__init__(description)
+
+    def headers(self, realm: str | None = None) -> dict[str, str]:
+        """``Retry-After`` when tokenguard knows when asking again may succeed."""
+        headers = super().headers(realm)
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
+        return headers
 
 
 class ConfigurationError(TokenGuardError):
@@ -330,3 +344,26 @@ class ConfigurationError(TokenGuardError):
     status_code = 500
     error = "server_error"
     default_description = "tokenguard is misconfigured"
+
+
+class SecurityEventError(TokenGuardError):
+    """A Security Event Token (RFC 8417) delivered by push (RFC 8935) was refused.
+
+    ``err`` is the RFC 8935 §2.3 error code (``invalid_request``, ``invalid_key``,
+    ``invalid_issuer``, ``invalid_audience``, ``authentication_failed``,
+    ``access_denied``); the receiver answers it as ``{"err": ..., "description": ...}``
+    with status 400 (401 for ``authentication_failed``).
+    """
+
+    status_code = 400
+    error = "invalid_request"
+    default_description = "The security event was refused"
+
+    def __init__(self, err: str, description: str | None = None) -> None:
+        self.err = err
+        if err == "authentication_failed":
+            self.status_code = 401
+        super().__init__(description)
+
+    def __repr__(self) -> str:
+        return f"SecurityEventError({self.err!r}, {self.description!r})"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Self
 from .config import GuardConfig, Issuer, Policy, Settings, build_config, load_config
 from .core.dpop import DPoPProof
 from .core.engine import Engine
+from .core.events import SecurityEvent
 from .core.mtls import ClientCertificate
 from .errors import InvalidToken, TokenGuardError
 from .models import TokenInfo
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 
     from .shells.aio import AsyncShell
     from .shells.sync import SyncShell
+
+if TYPE_CHECKING:
+    from .redis import RedisFleet
 
 __all__ = ["TokenGuard"]
 
@@ -55,20 +59,30 @@ class TokenGuard:
         settings: Settings | Mapping[str, Any] | None = None,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
+        fleet: RedisFleet | None = None,
     ) -> None:
         data: dict[str, Any] = {"issuers": tuple(issuers), "policies": tuple(policies)}
         if settings is not None:
             data["settings"] = settings
-        self._init(build_config(**data), http_client, async_http_client)
+        self._init(build_config(**data), http_client, async_http_client, fleet)
 
     def _init(
         self,
         config: GuardConfig,
         http_client: httpx.Client | None,
         async_http_client: httpx.AsyncClient | None,
+        fleet: RedisFleet | None = None,
     ) -> None:
         self._engine = Engine(config)
         self._generic_errors = config.settings.error_descriptions == "generic"
+        if fleet is None and config.fleet is not None:
+            from .redis import RedisFleet
+
+            fleet = RedisFleet.from_settings(config.fleet)
+        self._fleet = fleet
+        self._stores: tuple[Any, Any] = (
+            fleet.attach(self._engine) if fleet is not None else (None, None)
+        )
         self._clients = (http_client, async_http_client)
         self._shells_lock = threading.Lock()
         self._sync_shell: SyncShell | None = None
@@ -83,7 +97,7 @@ class TokenGuard:
                     from .shells.sync import SyncShell
 
                     timeout = self._engine.settings.http_timeout
-                    self._sync_shell = SyncShell(timeout, self._clients[0])
+                    self._sync_shell = SyncShell(timeout, self._clients[0], self._stores[0])
                 shell = self._sync_shell
         return shell
 
@@ -96,7 +110,7 @@ class TokenGuard:
                     from .shells.aio import AsyncShell
 
                     timeout = self._engine.settings.http_timeout
-                    self._async_shell = AsyncShell(timeout, self._clients[1])
+                    self._async_shell = AsyncShell(timeout, self._clients[1], self._stores[1])
                 shell = self._async_shell
         return shell
 
@@ -107,10 +121,12 @@ class TokenGuard:
         *,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
+        fleet: RedisFleet | None = None,
     ) -> Self:
-        """Build a guard from a TOML file or a mapping (see :func:`tokenguard.load_config`)."""
+        """Build a guard from a TOML file or a mapping (see :func:`tokenguard.load_config`);
+        a ``[fleet]`` table joins it to a fleet (``tokenguard[redis]``)."""
         guard = cls.__new__(cls)
-        guard._init(load_config(source), http_client, async_http_client)
+        guard._init(load_config(source), http_client, async_http_client, fleet)
         return guard
 
     @property
@@ -232,15 +248,51 @@ class TokenGuard:
         """The async twin of :meth:`revoke_client`."""
         await self._async.run(self._engine.revoke_cutoff("client", client_id, issuer, before))
 
+    def handle_security_event(
+        self, token: str, *, issuer: str, audience: str, jwks_uri: str | None = None
+    ) -> SecurityEvent:
+        """Verify a Security Event Token (RFC 8417) from ``issuer`` addressed to
+        ``audience`` and apply the revocations it carries (CAEP session-revoked and
+        credential-change, RISC account events: subject cut-offs across the fleet).
+        Keys come from the configured issuer's JWKS, or from ``jwks_uri``. A SET already
+        applied (same issuer and ``jti``) is acknowledged again without effect. Raises
+        :class:`~tokenguard.SecurityEventError` (RFC 8935 §2.3 ``err``) or
+        :class:`~tokenguard.ValidationUnavailable` (keys unreachable: retry later).
+        :class:`tokenguard.events.SetReceiver` serves this as an RFC 8935 endpoint."""
+        flow = self._engine.security_event(
+            token, issuer=issuer, audience=audience, jwks_uri=jwks_uri
+        )
+        return self._sync.run(flow)
+
+    async def ahandle_security_event(
+        self, token: str, *, issuer: str, audience: str, jwks_uri: str | None = None
+    ) -> SecurityEvent:
+        """The async twin of :meth:`handle_security_event`."""
+        flow = self._engine.security_event(
+            token, issuer=issuer, audience=audience, jwks_uri=jwks_uri
+        )
+        return await self._async.run(flow)
+
+    @property
+    def fleet(self) -> RedisFleet | None:
+        """The fleet this guard belongs to, if any."""
+        return self._fleet
+
     def close(self) -> None:
-        """Close the sync HTTP client the guard created (not one you passed in)."""
+        """Close the sync HTTP client the guard created (not one you passed in), and
+        leave the fleet."""
         if self._sync_shell is not None:
             self._sync_shell.close()
+        if self._fleet is not None:
+            self._fleet.close()
 
     async def aclose(self) -> None:
-        """Close the HTTP clients the guard created (not ones you passed in)."""
+        """Close the HTTP clients the guard created (not ones you passed in), and leave
+        the fleet."""
         if self._async_shell is not None:
             await self._async_shell.aclose()
+        if self._fleet is not None:
+            await self._fleet.aclose()
         self.close()
 
     def __enter__(self) -> Self:

@@ -102,6 +102,21 @@ def test_revoke_during_introspection_is_final(auth_server: AuthServer, kind: str
     runner.close(guard)
 
 
+def test_cutoff_during_introspection_is_final(auth_server: AuthServer, kind: str) -> None:
+    guard = guard_for(auth_server)
+    token = auth_server.issue_opaque(scopes=["orders:read"], subject="mallory")
+    auth_server.set_delay(DELAY, "introspection")
+    runner = Runner(kind)
+    join = runner.start(guard, token)
+    wait_for(lambda: auth_server.request_count("introspection") == 1)
+    guard.revoke_subject("mallory")
+    assert isinstance(join(), InactiveToken)
+    auth_server.set_delay(0, "introspection")
+    with pytest.raises(InactiveToken):
+        guard.validate(token)
+    runner.close(guard)
+
+
 def test_answer_from_before_forget_is_never_cached(auth_server: AuthServer, kind: str) -> None:
     """The token stays active at the AS: the validation in flight asks again, and the
     next one is served from the cache of that second, later answer."""

@@ -118,6 +118,27 @@ def rejected(
     return result
 
 
+def is_refusal(result: TokenGuardError) -> bool:
+    """A forged or broken token's refusal: 401, or 503 with ``Retry-After`` for a token
+    naming a kid the issuer's keys do not have while no key refresh is allowed yet (the
+    unannounced-rotation rule, docs/fleet.md): it may be signed with a key published
+    since, so it is not knowable now. Never a pass."""
+    if result.status_code == 401:
+        return True
+    return isinstance(result, ValidationUnavailable) and result.retry_after is not None
+
+
+def rejected_unknown_key(check: Any, guard: TokenGuard, token: Any) -> TokenGuardError:
+    """A token whose key the guard does not have: InvalidSignature (401), or the 503 of
+    :func:`is_refusal` while no refresh is allowed."""
+    result = outcome(check, guard, token, None)
+    if isinstance(result, TokenInfo):
+        pytest.fail(f"ACCEPTED, expected a refusal: {result!r}")
+    assert isinstance(result, InvalidSignature | ValidationUnavailable), repr(result)
+    assert is_refusal(result), repr(result)
+    return result
+
+
 def accepted(check: Any, guard: TokenGuard, token: str, policy: str | None = None) -> TokenInfo:
     """Validate ``token`` and assert it passes (controls: the attack's baseline is valid)."""
     result = outcome(check, guard, token, policy)

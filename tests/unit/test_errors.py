@@ -24,6 +24,7 @@ from tokenguard.errors import (
     InvalidTokenBinding,
     MalformedToken,
     MissingToken,
+    SecurityEventError,
     TokenGuardError,
     TokenNotYetValid,
     UnsupportedToken,
@@ -78,11 +79,29 @@ def test_insufficient_scope_status() -> None:
     assert error.description == "The access token lacks the required scope"
 
 
+def test_security_event_error() -> None:
+    """RFC 8935 §2.3: the err code travels with the error; 401 for authentication."""
+    error = SecurityEventError("invalid_key", "No key verifies the event")
+    assert (error.status_code, error.err, error.description) == (
+        400,
+        "invalid_key",
+        "No key verifies the event",
+    )
+    assert repr(error) == "SecurityEventError('invalid_key', 'No key verifies the event')"
+    assert SecurityEventError("authentication_failed").status_code == 401
+
+
+def test_validation_unavailable_retry_after() -> None:
+    assert ValidationUnavailable().headers() == {}
+    assert ValidationUnavailable(retry_after=7).headers() == {"Retry-After": "7"}
+
+
 def test_every_public_error_is_tested() -> None:
     tested = {*INVALID_TOKEN_CLASSES, TokenGuardError, InvalidRequest, MissingToken}
     tested |= {ValidationUnavailable, ConfigurationError, InsufficientScope}
     tested |= {InsufficientUserAuthentication}
     tested |= {InvalidDPoPProof, UseDPoPNonce, Challenge}
+    tested |= {SecurityEventError}
     public = {getattr(errors, name) for name in errors.__all__}
     assert public == tested
 

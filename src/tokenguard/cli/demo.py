@@ -91,8 +91,25 @@ class _Table:
 
 
 @click.command()
-def demo() -> None:
+@click.option(
+    "--fleet",
+    is_flag=True,
+    help="Show two processes sharing one cache and one revocation on Redis (tokenguard[redis]).",
+)
+@click.option(
+    "--redis-url",
+    envvar="TOKENGUARD_REDIS_URL",
+    default="redis://127.0.0.1:6379/0",
+    show_default=True,
+    help="The Redis of --fleet (a private redis-server is started if none answers).",
+)
+def demo(fleet: bool, redis_url: str) -> None:
     """Start an embedded authorization server and show the hybrid flow end to end."""
+    if fleet:
+        from .fleet_demo import run_fleet_demo
+
+        run_fleet_demo(redis_url)
+        return
     from ..client_auth import ClientSecretBasic
     from ..config import Issuer, Policy
     from ..guard import TokenGuard

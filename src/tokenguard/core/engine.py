@@ -10,13 +10,15 @@ shells drive the same generator, so every rule lives here exactly once.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import logging
+import math
 import time
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import GuardConfig, Policy
+from ..config import GuardConfig, Issuer, Policy
 from ..errors import (
     ConfigurationError,
     InactiveToken,
@@ -24,6 +26,7 @@ from ..errors import (
     InvalidSignature,
     MalformedToken,
     MissingToken,
+    SecurityEventError,
     TokenGuardError,
     UntrustedIssuer,
     ValidationUnavailable,
@@ -42,6 +45,7 @@ from .claims import (
 from .detect import TokenFormat, detect
 from .discovery import Metadata
 from .dpop import DPoPProof
+from .events import SecurityEvent, check_set_type, event_cutoffs, read_set
 from .exchange import Fetch, HttpOutcome, HttpRequest, HttpResponse
 from .introspection import (
     IntrospectionRecord,
@@ -53,12 +57,14 @@ from .introspection import (
 from .jose import JWS, check_typ, parse_jws, strict_json, verify_signature
 from .jwks import VerificationKey
 from .mtls import ClientCertificate
+from .needs import Joint
 from .policy import (
     IssuerRuntime,
     PolicyRuntime,
     Route,
     compile_config,
     introspection_keep,
+    issuer_runtime,
     route,
 )
 from .requirements import check_profile_claims
@@ -66,6 +72,7 @@ from .revocation import (
     Revocation,
     RevocationKind,
     Revocations,
+    SeenEvents,
     cutoff,
     jti_revocation_id,
     signed_content_id,
@@ -73,6 +80,9 @@ from .revocation import (
 )
 from .signed_introspection import SignedAnswer, read_signed_response
 from .urls import well_known_urls
+
+if TYPE_CHECKING:
+    from ..fleet.tier import FleetTier
 
 __all__ = ["Engine", "Flow"]
 
@@ -104,6 +114,9 @@ class Engine:
         self._introspection_keep = introspection_keep(runtimes)
         self.binder = Binder(self.settings, list(config.policies))
         self.revocations = Revocations()
+        self.fleet: FleetTier | None = None  # set by a fleet attached to the guard
+        self._transmitters: dict[tuple[str, str], IssuerRuntime] = {}
+        self._seen_events = SeenEvents()
         self._all_algorithms = frozenset().union(*(p.algorithms for p in runtimes))
         self._max_leeway = max(p.leeway for p in runtimes)
         self._default = next(iter(self.policies.values())) if len(self.policies) == 1 else None
@@ -216,6 +229,8 @@ class Engine:
             found = [Revocation("token", token_revocation_id(digest), None, 0.0, self._until(now))]
         self.revocations.add_all(found, now)
         self.forget_digest(digest)
+        if self.fleet is not None:
+            yield from self.fleet.publish(found, self.fleet.forget_shared(digest, self.issuers))
 
     def revoke_cutoff(
         self, kind: RevocationKind, name: object, issuer: object, before: object
@@ -224,8 +239,8 @@ class Engine:
         now = time.time()
         revocation = cutoff(kind, name, issuer, before, now, self.issuers, self._until)
         self.revocations.add_all([revocation], now)
-        return
-        yield  # a generator, like every flow the shells drive
+        if self.fleet is not None:
+            yield from self.fleet.publish([revocation])
 
     def _until(self, now: float, exp: float | None = None) -> float:
         """How long a revocation is kept: until the token's ``exp`` (plus leeway) or,
@@ -260,6 +275,74 @@ class Engine:
                 ident = jti_revocation_id(issuer.issuer, claims.token_id)
                 found.append(Revocation("token", ident, None, 0.0, until))
         return found
+
+    def security_event(
+        self, token: object, *, issuer: str, audience: str, jwks_uri: str | None
+    ) -> Generator[Any, Any, SecurityEvent]:
+        """Verify a Security Event Token and apply the revocations it carries."""
+        if not isinstance(token, str) or not token.isascii():
+            raise SecurityEventError("invalid_request", "The body is not a JWT")
+        if len(token) > self.settings.max_token_length or detect(token) is not TokenFormat.JWS:
+            raise SecurityEventError("invalid_request", "The body is not a signed JWT")
+        now = time.time()
+        try:
+            jws = parse_jws(token, self._all_algorithms)
+        except InvalidSignature:
+            raise SecurityEventError(
+                "invalid_key", "The event's algorithm is not accepted"
+            ) from None
+        except TokenGuardError:
+            raise SecurityEventError("invalid_request", "The event cannot be parsed") from None
+        check_set_type(jws.typ)
+        leeway = self._max_leeway
+        jti, iat, events = read_set(
+            jws.claims, issuer=issuer, audience=audience, now=now, leeway=leeway
+        )
+        transmitter = self._transmitter(issuer, jwks_uri)
+        try:
+            keys = yield from self._keys(transmitter, jws, now)
+            verify_signature(jws, keys)
+        except InvalidSignature:
+            raise SecurityEventError(
+                "invalid_key", "No key of the transmitter verifies the event"
+            ) from None
+        cutoffs = event_cutoffs(
+            jws.claims, events, transmitter=issuer, issuers=self.issuers, iat=iat, now=now
+        )
+        result = SecurityEvent(issuer, jti, tuple(events), cutoffs)
+        if not self._seen_events.add((issuer, jti), now):
+            return dataclasses.replace(result, duplicate=True)
+        until = self._until(now)
+        found = [
+            Revocation("subject", c.subject.encode(), c.issuer, c.before, until) for c in cutoffs
+        ]
+        self.revocations.add_all(found, now)
+        if found and self.fleet is not None:
+            yield from self.fleet.publish(found)
+        return result
+
+    def _transmitter(self, issuer: str, jwks_uri: str | None) -> IssuerRuntime:
+        """The runtime whose keys verify a transmitter's events: a configured issuer's
+        (same keys as its tokens), or one of its own for another ``jwks_uri``."""
+        configured = self.issuers.get(issuer)
+        if jwks_uri is None:
+            if configured is None:
+                raise ConfigurationError(
+                    "a transmitter that is not a configured issuer needs jwks_uri"
+                )
+            return configured
+        key = (issuer, jwks_uri)
+        runtime = self._transmitters.get(key)
+        if runtime is None:
+            insecure = configured is not None and configured.config.allow_insecure_http
+            try:
+                spec = Issuer(issuer, jwks_uri=jwks_uri, allow_insecure_http=insecure)
+            except ValueError:
+                raise ConfigurationError(
+                    "the transmitter's issuer or jwks_uri is not acceptable"
+                ) from None
+            runtime = self._transmitters.setdefault(key, issuer_runtime(spec, self.config))
+        return runtime
 
     def warm_up(self) -> Generator[Fetch, Any, dict[str, bool]]:
         """Fetch each issuer's keys (and metadata, when discovered) ahead of any token,
@@ -299,7 +382,11 @@ class Engine:
             began = self.revocations.mark()
             info = yield from self._attempt(token, digest, policy, now, began, presented)
             revocations = self.revocations
-            if not revocations.touched_since(digest, began) and not revocations.cut_since(began):
+            if not revocations.touched_since(digest, began):
+                if revocations.cut_since(began) and self._revoked(info, token, digest, now):
+                    # A subject/client cut-off arrived meanwhile and covers this token.
+                    self.verified_cache.forget(digest)
+                    raise InactiveToken("The access token has been revoked")
                 if presented is not None and presented.proof is not None:
                     # Last: only a DPoP proof whose request passed is remembered.
                     self.binder.claim(presented.proof, now)
@@ -342,7 +429,8 @@ class Engine:
             jws = parse_jws(token, policy.algorithms)
             claims, issuer = self._check_jwt_claims(jws, policy, now)
             proof = self.binder.match(claims.cnf, presented, policy.binding)
-            keys = yield from self._keys(issuer, jws, now)
+            issued_by = None if claims.iat is None else claims.iat + policy.leeway
+            keys = yield from self._keys(issuer, jws, now, issued_by)
             if not keys:
                 raise InvalidSignature("No trusted key matches the token")
             verify_signature(jws, keys)
@@ -460,15 +548,18 @@ class Engine:
     # -- the steps that may need the network ----------------------------------------
 
     def _keys(
-        self, issuer: IssuerRuntime, jws: JWS, now: float
+        self, issuer: IssuerRuntime, jws: JWS, now: float, issued_by: float | None = None
     ) -> Generator[Fetch, Any, tuple[VerificationKey, ...]]:
-        """Keys that may verify this token: static ones, then the (maybe refreshed) JWKS."""
+        """Keys that may verify this token: static ones, then the (maybe refreshed) JWKS.
+        ``issued_by``: the latest the token can have been issued (iat + leeway), for the
+        rule on keys that rotate without warning (:meth:`JwksState.wants_fetch`)."""
         alg, kid = jws.algorithm.name, jws.kid
         static = issuer.static.candidates(alg, kid) if issuer.static else ()
         state = issuer.jwks
         if state is None:
             return static
-        if state.wants_fetch(now, alg, kid):
+        fetched = state.wants_fetch(now, alg, kid, issued_by=issued_by)
+        if fetched:
             yield from self._fetch_jwks(issuer, now)
         keyset = state.usable(now)
         if keyset is None:
@@ -480,6 +571,14 @@ class Engine:
             # The key may be one we could not fetch: that is not knowable now, so 503,
             # never a 401 for a token that may be valid.
             raise ValidationUnavailable("The issuer's signing keys could not be refreshed")
+        if fetched:
+            state.refreshed_for(found=bool(keys))
+        elif not keys and (wait := state.retry_after(now, kid, issued_by)) is not None:
+            # Maybe signed with a key published after our last fetch, and no refresh is
+            # allowed yet: not knowable now, so 503 with when to retry, never a 401.
+            raise ValidationUnavailable(
+                "The token's signing key is not known yet", retry_after=max(math.ceil(wait), 1)
+            )
         return keys
 
     def _fetch_jwks(self, issuer: IssuerRuntime, now: float) -> Generator[Fetch, Any, None]:
@@ -619,14 +718,56 @@ class Engine:
                     self.verified_cache.forget(digest)
             return result
 
-        result = yield Fetch(
+        fetch = Fetch(
             key=("introspect", issuer.issuer, digest, *era), build=build, complete=complete
         )
+        shared = False
+        if self.fleet is not None and (policy.active_cache_age or policy.inactive_cache_age):
+            # A signed answer (RFC 9701) is not shared before this flow verified it.
+            result, shared = yield self._shared(fetch, issuer.issuer, digest, policy)
+        else:
+            result = yield fetch
         if isinstance(result, SignedAnswer):
             result = absorb((yield from self._signed_answer(issuer, policy, result, now)))
         if isinstance(result, TokenGuardError):
             raise copy.copy(result)  # the flight's error is shared; raise a fresh one
-        return result, False
+        return result, shared
+
+    def _shared(self, fetch: Fetch, issuer: str, digest: bytes, policy: PolicyRuntime) -> Joint:
+        """The introspection step through the fleet: another process's answer, or one
+        request for the whole fleet (see :mod:`tokenguard.fleet.tier`)."""
+        fleet = self.fleet
+        assert fleet is not None
+        cache = self.introspection_cache
+
+        def accept(record: IntrospectionRecord) -> IntrospectionRecord | None:
+            now = time.time()
+            if record.fetched_at > now:  # another host's clock runs ahead: not older
+                record = dataclasses.replace(record, fetched_at=now)
+            if self.revocations.touched_after(digest, record.fetched_at):
+                return None  # fetched before this process forgot the token (rule 3)
+            cache.put(issuer, digest, record)
+            if not record.active:
+                self.verified_cache.forget(digest)
+            if self.revocations.touched_after(digest, record.fetched_at):
+                cache.forget(digest, (issuer,))
+                return None
+            return cache.get(
+                issuer,
+                digest,
+                now,
+                max_active_age=policy.active_cache_age,
+                max_inactive_age=policy.inactive_cache_age,
+            )
+
+        def keep_for(record: IntrospectionRecord) -> float:
+            return cache.until(record) - time.time()
+
+        ages = (policy.active_cache_age, policy.inactive_cache_age)
+        return Joint(
+            key=("fleet", fetch.key, ages),
+            start=functools.partial(fleet.introspect, issuer, digest, fetch, accept, keep_for),
+        )
 
     def _signed_answer(
         self, issuer: IssuerRuntime, policy: PolicyRuntime, answer: SignedAnswer, now: float

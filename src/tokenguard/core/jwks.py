@@ -27,6 +27,7 @@ log = logging.getLogger("tokenguard.jwks")
 _MIN_RSA_BITS = 2048
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth"})
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d{1,10})\"?\s*(?:,|$)", re.IGNORECASE)
+_EARLY_GAP_MIN = 1.0
 _NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-cache|no-store)\s*(?:,|$)", re.IGNORECASE)
 
 
@@ -43,7 +44,7 @@ class VerificationKey:
 class KeySet:
     """The usable keys of one JWKS, indexed for selection by algorithm and ``kid``."""
 
-    __slots__ = ("_index", "keys")
+    __slots__ = ("_index", "_kids", "keys")
 
     def __init__(self, keys: tuple[VerificationKey, ...]) -> None:
         self.keys = keys
@@ -54,6 +55,7 @@ class KeySet:
                 if key.kid is not None:
                     index.setdefault((alg, key.kid), []).append(key)
         self._index = {where: tuple(found) for where, found in index.items()}
+        self._kids = frozenset(key.kid for key in keys if key.kid is not None)
 
     def candidates(self, alg: str, kid: str | None) -> tuple[VerificationKey, ...]:
         """Keys that may verify ``alg``; with a ``kid``, only keys of that exact ``kid``.
@@ -62,6 +64,10 @@ class KeySet:
         servers publish a single key and omit ``kid``); the set size is bounded.
         """
         return self._index.get((alg, kid), ())
+
+    def knows(self, kid: str) -> bool:
+        """Whether any key of the set has this ``kid`` (whatever its algorithm)."""
+        return kid in self._kids
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, KeySet) and other.keys == self.keys
@@ -154,6 +160,8 @@ class JwksState:
         self._keys: KeySet | None = None
         self._fresh_until = 0.0
         self._last_attempt: float | None = None
+        self._fetched_at: float | None = None  # when the keys in hand were fetched
+        self._early_gap = _EARLY_GAP_MIN
         self._failed = False
         self._stale_logged = False
 
@@ -162,8 +170,20 @@ class JwksState:
         """Whether the last fetch failed (the keys may be out of date)."""
         return self._failed
 
-    def wants_fetch(self, now: float, alg: str, kid: str | None) -> bool:
-        """Whether a token with this ``alg``/``kid`` should cause a fetch now."""
+    def wants_fetch(
+        self, now: float, alg: str, kid: str | None, *, issued_by: float | None = None
+    ) -> bool:
+        """Whether a token with this ``alg``/``kid`` should cause a fetch now.
+
+        ``issued_by``: the latest time the token can have been issued (its ``iat`` plus
+        the leeway), for a token that passed every check that needs no key. A token
+        naming a key we do not have that was issued after our keys were fetched may be
+        signed with a key the server has just published (a rotation it did not
+        announce): it may refresh before the cooldown ends, after an early-refresh gap
+        that starts at one second and doubles each time such a refresh does not bring
+        the key (back to one second when one does), so a flood of forged ``kid``s costs
+        a bounded number of fetches.
+        """
         with self._lock:
             cooled = (
                 self._last_attempt is None
@@ -174,9 +194,42 @@ class JwksState:
                 return not self._failed or cooled
             if self._keys.candidates(alg, kid):
                 return False
-            # Unknown kid: maybe the server rotated. At most one refresh per cooldown,
-            # so tokens with random kids cannot make us hammer the server.
-            return cooled
+            # Unknown kid: maybe the server rotated. One refresh per cooldown, plus the
+            # early refreshes for tokens issued after our keys were fetched.
+            if cooled:
+                return True
+            last = self._last_attempt
+            early = last is not None and now >= last + self._early_gap
+            return early and self._may_be_new(kid, issued_by)
+
+    def _may_be_new(self, kid: str | None, issued_by: float | None) -> bool:
+        """A token naming a ``kid`` no key of ours has (for any algorithm: a known kid
+        with the wrong algorithm is an attack, not a rotation), issued after our keys
+        were fetched."""
+        fetched_at, keys = self._fetched_at, self._keys
+        if kid is None or issued_by is None or fetched_at is None or keys is None:
+            return False
+        return issued_by >= fetched_at and not keys.knows(kid)
+
+    def retry_after(self, now: float, kid: str | None, issued_by: float | None) -> float | None:
+        """For a token whose key is unknown and that may be newer than our keys: the
+        seconds until a refresh will be allowed (None: the token is older than our keys,
+        so the key it names does not exist)."""
+        with self._lock:
+            if not self._may_be_new(kid, issued_by) or self._last_attempt is None:
+                return None
+            early = self._last_attempt + self._early_gap
+            cooled = self._last_attempt + self._settings.jwks_refresh_cooldown
+            return max(min(early, cooled) - now, 0.0)
+
+    def refreshed_for(self, found: bool) -> None:
+        """After a refresh caused by an unknown key: did it bring the key?"""
+        with self._lock:
+            if found:
+                self._early_gap = _EARLY_GAP_MIN
+            else:
+                cap = max(self._settings.jwks_refresh_cooldown, _EARLY_GAP_MIN)
+                self._early_gap = min(self._early_gap * 2, cap)
 
     def absorb(
         self, document: Mapping[str, Any] | None, cache_control: str | None, now: float
@@ -204,6 +257,7 @@ class JwksState:
                 self._stale_logged = False
                 return
             self._keys = keys
+            self._fetched_at = now
             self._fresh_until = now + max_age(cache_control, self._settings)
             self._failed = False
         log.info("JWKS of %s refreshed: %d usable keys", self.issuer, len(keys.keys))

@@ -22,6 +22,7 @@ __all__ = [
     "Route",
     "compile_config",
     "introspection_keep",
+    "issuer_runtime",
     "route",
 ]
 
@@ -96,7 +97,7 @@ def route(fmt: TokenFormat, policy: PolicyRuntime) -> Route:
     return Route.INTROSPECT
 
 
-def _issuer_runtime(issuer: Issuer, config: GuardConfig) -> IssuerRuntime:
+def issuer_runtime(issuer: Issuer, config: GuardConfig) -> IssuerRuntime:
     settings = config.settings
     try:
         static = static_keyset(issuer.static_jwks, max_keys=settings.max_jwks_keys)
@@ -187,6 +188,6 @@ def compile_config(
     config: GuardConfig,
 ) -> tuple[dict[str, IssuerRuntime], dict[str, PolicyRuntime]]:
     """Build the runtime view of a validated configuration."""
-    issuers = {i.issuer: _issuer_runtime(i, config) for i in config.issuers}
+    issuers = {i.issuer: issuer_runtime(i, config) for i in config.issuers}
     policies = {p.name: _policy_runtime(p, issuers) for p in config.policies}
     return issuers, policies

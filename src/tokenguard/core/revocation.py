@@ -34,6 +34,7 @@ __all__ = [
     "Revocation",
     "RevocationKind",
     "Revocations",
+    "SeenEvents",
     "cutoff",
     "jti_revocation_id",
     "signed_content_id",
@@ -300,3 +301,27 @@ class Revocations:
             self._tokens = dict(keep[excess:])
             log.error("revocation table full: %d token revocations dropped early", excess)
         self.active = bool(self._size())
+
+
+class SeenEvents:
+    """The security events already applied, by (issuer, ``jti``): a transmitter that
+    delivers one again (a retry) is acknowledged without applying it twice. Bounded in
+    count and kept a day."""
+
+    def __init__(self, *, max_entries: int = 100_000, keep: float = 86400.0) -> None:
+        self._lock = threading.Lock()
+        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._max = max_entries
+        self._keep = keep
+
+    def add(self, key: tuple[str, str], now: float) -> bool:
+        """Record ``key``; False if it was seen within the last day."""
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and now - seen < self._keep:
+                return False
+            self._seen[key] = now
+            self._seen.move_to_end(key)
+            while len(self._seen) > self._max:
+                self._seen.popitem(last=False)
+        return True
