@@ -167,6 +167,13 @@ class Policy(BaseModel):
         require_rfc9068_claims: a token typed ``at+jwt`` must carry ``sub``,
             ``client_id`` and ``jti`` (RFC 9068 §2.2); set False for servers that omit
             them. Untyped tokens (``accept_plain_jwt``) are not held to the profile.
+        audience_claim: the claim that must name ``audience``: ``aud`` (the default;
+            RFC 7519, RFC 9068) or ``client_id``, for servers whose access tokens carry
+            no ``aud`` and are issued to one app client (Amazon Cognito): ``audience``
+            is then the client id accepted. Use with ``required_claim_values``.
+        required_claim_values: claims that must be present with exactly these string
+            values, e.g. ``{"token_use": "access"}`` for Cognito, whose ID tokens are
+            signed with the same keys and differ by that claim.
         claims: the claims this service reads. ``TokenInfo.claims`` and every cache
             keep only these and the registered ones tokenguard reads itself
             (``iss sub aud exp nbf iat jti client_id scope scp auth_time acr amr cnf
@@ -202,6 +209,8 @@ class Policy(BaseModel):
     max_age: int | None = Field(default=None, ge=0)
     require_rfc9068_claims: bool = True
     claims: Sequence[str] | None = None
+    audience_claim: Literal["aud", "client_id"] = "aud"
+    required_claim_values: Mapping[str, str] = Field(default_factory=dict)
 
     @field_validator(
         "issuers", "algorithms", "required_scopes", "dpop_algorithms", "acr_values", "claims"
@@ -210,6 +219,13 @@ class Policy(BaseModel):
     def _as_tuple(cls, value: Sequence[str] | None) -> tuple[str, ...] | None:
         # Accept any sequence (a list in code or TOML); keep an immutable tuple.
         return None if value is None else tuple(value)
+
+    @field_validator("required_claim_values")
+    @classmethod
+    def _claim_values(cls, value: Mapping[str, str]) -> Mapping[str, str]:
+        if any(not name or not isinstance(v, str) for name, v in value.items()):
+            raise ValueError("required_claim_values maps claim names to string values")
+        return dict(value)
 
     @field_validator("issuers")
     @classmethod

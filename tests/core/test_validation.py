@@ -17,6 +17,7 @@ from tokenguard import (
     InactiveToken,
     InsufficientScope,
     InvalidAudience,
+    InvalidClaims,
     InvalidSignature,
     Issuer,
     MalformedToken,
@@ -534,3 +535,47 @@ def test_generic_error_descriptions(auth_server: AuthServer, check: Driver) -> N
     with pytest.raises(InvalidAudience) as detailed:
         check(guard_for(auth_server), probes[InvalidAudience])
     assert detailed.value.description == "The access token is not intended for this audience"
+
+
+# -- servers whose access tokens carry no aud (Amazon Cognito) ------------------------------
+
+
+def test_audience_from_client_id_with_required_claim_values(
+    auth_server: AuthServer, check: Driver
+) -> None:
+    """Policy(audience_claim="client_id", required_claim_values=...): the token's
+    client_id must be the audience, and token_use must say "access"; an ID token of the
+    same issuer (aud = the client, token_use "id") is refused, on both token paths."""
+    policy = {
+        "audience": "app-client-1",
+        "audience_claim": "client_id",
+        "required_claim_values": {"token_use": "access"},
+        "accept_plain_jwt": True,
+        "require_introspection_audience": True,  # ignored for client_id: always required
+    }
+    guard = guard_for(auth_server, **policy)
+    access = {"aud": None, "token_use": "access"}
+    info = check(guard, auth_server.issue_jwt(typ=None, client_id="app-client-1", claims=access))
+    assert info.client_id == "app-client-1"
+    with pytest.raises(InvalidAudience):  # another app client
+        check(guard, auth_server.issue_jwt(typ=None, client_id="app-client-2", claims=access))
+    id_token = {"aud": "app-client-1", "client_id": None, "token_use": "id"}
+    with pytest.raises(InvalidAudience):
+        check(guard, auth_server.issue_jwt(typ=None, claims=id_token))
+    wrong_use = {"aud": None, "token_use": "id"}
+    with pytest.raises(InvalidClaims, match="token_use claim does not have the required value"):
+        check(guard, auth_server.issue_jwt(typ=None, client_id="app-client-1", claims=wrong_use))
+    with pytest.raises(InvalidClaims):  # absent, or not a string
+        check(
+            guard, auth_server.issue_jwt(typ=None, client_id="app-client-1", claims={"aud": None})
+        )
+    # The introspection path applies the same two rules.
+    opaque = auth_server.issue_opaque(
+        audience=None, client_id="app-client-1", extra={"token_use": "access"}
+    )
+    assert check(guard, opaque).client_id == "app-client-1"
+    other = auth_server.issue_opaque(
+        audience=None, client_id="app-client-1", extra={"token_use": "refresh"}
+    )
+    with pytest.raises(InvalidClaims):
+        check(guard, other)

@@ -15,7 +15,7 @@ For every example, the configuration is pointed at an embedded authorization ser
 token with exactly the example's header and claims is minted (times moved to now), and
 the recipe's policy must accept it, or refuse it with the error named. Where the policy
 relaxes a default (``accept_plain_jwt``, ``require_introspection_audience``,
-``require_rfc9068_claims``), the same
+``require_rfc9068_claims``, ``audience_claim``), the same
 token must be refused under the default, so the relaxation is shown to be needed.
 """
 
@@ -158,6 +158,8 @@ def _relaxed(policy: Policy, kind: str, example: Any) -> dict[str, Any]:
         profile = {"sub", "client_id", "jti"}
         if not policy.require_rfc9068_claims and typed and profile - set(example["payload"]):
             needed["require_rfc9068_claims"] = True
+        if policy.audience_claim != "aud" and "aud" not in example["payload"]:
+            needed["audience_claim"] = "aud"
     elif not policy.require_introspection_audience and "aud" not in example:
         needed["require_introspection_audience"] = True
     return needed

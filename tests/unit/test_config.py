@@ -553,3 +553,20 @@ def test_constructor_validation_error_never_contains_secret(build: Any) -> None:
     # pydantic may shorten a long input to its head and tail: check a fragment too.
     assert SECRET[-12:] not in str(info.value)
     assert "98765432123" not in str(info.value)
+
+
+def test_required_claim_values_and_audience_claim() -> None:
+    policy = Policy(
+        name="p",
+        audience="client-1",
+        audience_claim="client_id",
+        required_claim_values={"token_use": "access"},
+    )
+    assert policy.audience_claim == "client_id"
+    assert dict(policy.required_claim_values) == {"token_use": "access"}
+    assert Policy(name="p", audience="a").audience_claim == "aud"
+    for bad in ({"": "x"}, {"token_use": 1}, {"token_use": None}):
+        with pytest.raises(pydantic.ValidationError):
+            Policy(name="p", audience="a", required_claim_values=bad)
+    with pytest.raises(pydantic.ValidationError):
+        Policy(name="p", audience="a", audience_claim="azp")  # type: ignore[arg-type]

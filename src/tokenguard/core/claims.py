@@ -221,18 +221,33 @@ def check_times(
         raise TokenNotYetValid("The token was issued in the future")
 
 
-def check_audience(claims: Claims, audience: str, *, required: bool) -> None:
+def check_audience(claims: Claims, audience: str, *, required: bool, claim: str = "aud") -> None:
     """The token must be meant for ``audience`` (RFC 7519 §4.1.3, RFC 9068 §4).
 
     An ``aud`` that is present must name ``audience``, whether or not one is
     ``required``: an empty list is an answer that names no audience, not a missing one.
+    With ``claim="client_id"`` (servers whose tokens carry no ``aud``, like Amazon
+    Cognito) the token's ``client_id`` must be ``audience``, always.
     """
+    if claim == "client_id":
+        if claims.client_id != audience:
+            raise InvalidAudience()
+        return
     if claims.audience is None:
         if required:
             raise InvalidAudience("The token has no audience")
         return
     if audience not in claims.audience:
         raise InvalidAudience()
+
+
+def check_claim_values(claims: Claims, required: Mapping[str, str]) -> None:
+    """Each of ``required`` must be present in the token with exactly its value."""
+    for name, value in required.items():
+        found = claims.raw.get(name)
+        if found != value or type(found) is not str:
+            # The name comes from the configuration; the token's value is never shown.
+            raise InvalidClaims(f"The {name} claim does not have the required value")
 
 
 def minimise(raw: dict[str, Any], keep: frozenset[str] | None) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from .caches import IntrospectionCache, VerifiedCache, token_digest
 from .claims import (
     Claims,
     check_audience,
+    check_claim_values,
     check_times,
     read_claims,
     to_token_info,
@@ -483,7 +484,9 @@ class Engine:
             raise UntrustedIssuer()
         # RFC 9068 §2.2 requires iat in an at+jwt; untyped JWTs (accept_plain_jwt) may lack it.
         check_times(claims, now, policy.leeway, require_exp=True, require_iat=typed)
-        check_audience(claims, policy.audience, required=True)
+        check_audience(claims, policy.audience, required=True, claim=config.audience_claim)
+        if config.required_claim_values:
+            check_claim_values(claims, config.required_claim_values)
         check_binding(claims, policy.binding)
         if typed and config.require_rfc9068_claims:
             check_profile_claims(claims)  # RFC 9068 §2.2: sub, client_id, jti
@@ -499,16 +502,20 @@ class Engine:
         opaque: bool,
     ) -> Claims:
         config = policy.config
-        return check_record(
+        claims = check_record(
             record,
             issuer=issuer.issuer,
             audience=policy.audience,
+            audience_claim=config.audience_claim,
             leeway=policy.leeway,
             # A JWT already proved its audience; an opaque token has only this answer.
             require_audience=opaque and config.require_introspection_audience,
             binding=policy.binding,
             now=now,
         )
+        if opaque and config.required_claim_values:
+            check_claim_values(claims, config.required_claim_values)
+        return claims
 
     def _remember(
         self,

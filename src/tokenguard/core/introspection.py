@@ -145,6 +145,7 @@ def check_record(
     require_audience: bool,
     binding: BindingRules,
     now: float,
+    audience_claim: str = "aud",
 ) -> Claims:
     """Check what the server said against one policy; return the claims if they pass.
 
@@ -158,7 +159,7 @@ def check_record(
     if claims.issuer is not None and claims.issuer != issuer:
         raise UntrustedIssuer()
     check_times(claims, now, leeway, require_exp=False, require_iat=False)
-    check_audience(claims, audience, required=require_audience)
+    check_audience(claims, audience, required=require_audience, claim=audience_claim)
     token_type = claims.token_type
     kind = None if token_type is None else token_type.lower()
     if kind is not None and kind not in _BEARER_TYPES:
