@@ -28,6 +28,8 @@ __all__ = ["free_port", "stop", "wait_for_port"]
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_NGINX = ROOT / "examples" / "gateway" / "nginx.conf"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: The gateway's identifier as a recipient of security events (its /events receiver).
+EVENTS_AUDIENCE = "urn:tokenguard:test-gateway"
 
 
 def gateway_toml(server: AuthServer, *, extra: str = "") -> str:
@@ -77,6 +79,10 @@ path = "/admin/*"
 host = "admin.example.com"
 policy = "orders"
 scopes = ["admin"]
+
+[[gateway.events]]
+issuer = "{server.issuer}"
+audience = "{EVENTS_AUDIENCE}"
 {extra}"""
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from tokenguard.testing import AuthServer, DPoPKey
 
-from .conftest import Gateway, start_nginx
+from .conftest import EVENTS_AUDIENCE, Gateway, start_nginx
 from .processes import free_port, stop
 
 
@@ -200,6 +200,54 @@ def test_revoked_token_is_blocked_at_once_on_high_assurance(
         response = client.get(f"{nginx}/live/1", headers=bearer(credential))
         assert response.status_code == 401
         assert 'error="invalid_token"' in challenge(response)
+
+
+def test_push_revocation_event_blocks_the_subject_at_once(
+    nginx: str, gateway: Gateway, client: httpx.Client, gw_server: AuthServer
+) -> None:
+    """A CAEP session-revoked event pushed to the gateway (RFC 8935) refuses the subject's
+    JWTs at the next request, although the token is valid, cached and never introspected
+    on this hybrid route."""
+    subject = "pushed-user"
+    token = gw_server.issue_jwt(subject=subject, scopes=["orders:read"])
+    other = gw_server.issue_jwt(subject="someone-else", scopes=["orders:read"])
+    for credential in (token, other):
+        assert client.get(f"{nginx}/orders/1", headers=bearer(credential)).status_code == 200
+    event = gw_server.issue_jwt(
+        typ="secevent+jwt",
+        audience=EVENTS_AUDIENCE,
+        claims={
+            "exp": None,
+            "sub": None,
+            "client_id": None,
+            "scope": None,
+            "events": {
+                "https://schemas.openid.net/secevent/caep/event-type/session-revoked": {
+                    "subject": {"format": "iss_sub", "iss": gw_server.issuer, "sub": subject},
+                    "event_timestamp": int(time.time()),
+                }
+            },
+        },
+    )
+    pushed = client.post(
+        f"{gateway.url}/events",
+        content=event,
+        headers={"content-type": "application/secevent+jwt"},
+    )
+    assert pushed.status_code == 202, pushed.text
+    refused = client.get(f"{nginx}/orders/1", headers=bearer(token))
+    assert refused.status_code == 401
+    assert 'error="invalid_token"' in challenge(refused)
+    assert client.get(f"{nginx}/orders/1", headers=bearer(other)).status_code == 200
+    # A forged event (not signed by the transmitter) is refused and revokes nothing.
+    forged = event[: event.rindex(".")] + ".AAAA"
+    bad = client.post(
+        f"{gateway.url}/events",
+        content=forged,
+        headers={"content-type": "application/secevent+jwt"},
+    )
+    assert bad.status_code == 400
+    assert bad.json()["err"] in ("invalid_key", "authentication_failed", "invalid_request")
 
 
 def test_authorization_server_down_is_503(

@@ -215,3 +215,63 @@ def test_unreadable_and_broken_files(tmp_path: Path) -> None:
 )
 def test_sanitize(value: str, expected: str) -> None:
     assert sanitize(value) == expected
+
+
+_PUBLIC = '[[routes]]\npath = "/"\npublic = true\n'
+
+
+def test_event_receivers_are_configured_and_mounted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tokenguard.events import SetReceiver
+    from tokenguard.gateway import create_app
+
+    monkeypatch.setenv("TG_SET_AUTH", "Bearer stream-secret")
+    text = (
+        BASE
+        + _PUBLIC
+        + '[[gateway.events]]\nissuer = "https://as.example.com"\naudience = "urn:gw"\n'
+        + 'authorization_env = "TG_SET_AUTH"\n'
+    )
+    config = load_gateway_config(_write(tmp_path, text))
+    (receiver,) = config.gateway.events
+    assert receiver.path == "/events"
+    assert receiver.authorization is not None
+    assert "stream-secret" not in repr(config)
+    assert "stream-secret" not in config.model_dump_json()
+    app = create_app(config)
+    mounted = app._mounted("/events")
+    assert mounted is not None
+    assert isinstance(mounted[1], SetReceiver)
+
+
+@pytest.mark.parametrize(
+    ("events", "reason"),
+    [
+        ('issuer = "https://other.example"\naudience = "a"\n', "not a configured issuer"),
+        ('issuer = "https://as.example.com"\naudience = "a"\npath = "/metrics"\n', "taken"),
+        ('issuer = "https://as.example.com"\naudience = "a"\npath = "/envoy/x"\n', "taken"),
+        ('issuer = "https://as.example.com"\naudience = "a"\npath = "/a/../b"\n', "plain"),
+        (
+            'issuer = "https://as.example.com"\naudience = "a"\nauthorization_env = "TG_NO"\n',
+            "not set",
+        ),
+        ('issuer = "https://as.example.com"\n', "audience"),
+    ],
+)
+def test_invalid_event_receivers_are_refused(tmp_path: Path, events: str, reason: str) -> None:
+    text = BASE + _PUBLIC + "[[gateway.events]]\n" + events
+    with pytest.raises(ConfigurationError, match=reason):
+        load_gateway_config(_write(tmp_path, text))
+
+
+def test_receivers_with_several_workers_need_a_fleet(tmp_path: Path) -> None:
+    from tokenguard.gateway.server import serve
+
+    text = (
+        BASE
+        + _PUBLIC
+        + '[[gateway.events]]\nissuer = "https://as.example.com"\naudience = "urn:gw"\n'
+    )
+    with pytest.raises(ConfigurationError, match="needs a \\[fleet\\]"):
+        serve(_write(tmp_path, text), port=0, workers=2, announce=lambda _: None)

@@ -109,6 +109,20 @@ class GatewayApp:
             "/metrics": self._metrics,
         }
         self._mounts: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {}
+        for receiver in settings.events:
+            from ..events import SetReceiver  # only gateways that receive events load it
+
+            secret = receiver.authorization
+            self.mount(
+                receiver.path,
+                SetReceiver(
+                    guard,
+                    issuer=receiver.issuer,
+                    audience=receiver.audience,
+                    jwks_uri=receiver.jwks_uri,
+                    authorization=secret.get_secret_value() if secret is not None else None,
+                ),
+            )
 
     def mount(self, prefix: str, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         """Serve another ASGI app under ``prefix`` in this one: the security-event

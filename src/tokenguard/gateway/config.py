@@ -7,19 +7,29 @@ reason for each problem; no input value is echoed (it may be a secret).
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..config import GuardConfig
 from ..errors import ConfigurationError
 from .routes import CompiledRoute, RouteTable, compile_glob
 
 __all__ = [
+    "EventReceiverConfig",
     "GatewayConfig",
     "GatewaySettings",
     "IdentityHeaders",
@@ -55,6 +65,8 @@ _RESERVED_HEADERS = frozenset(
         "www-authenticate",
     }
 )
+# The gateway's own paths (decisions, operations): a receiver cannot be mounted there.
+_GATEWAY_PATHS = ("/nginx", "/traefik", "/envoy", "/healthz", "/readyz", "/metrics", "/stats")
 _RESERVED_PREFIXES = ("x-forwarded-", "x-original-", "x-envoy-", "x-tokenguard-", ":")
 
 
@@ -120,6 +132,54 @@ class IdentityHeaders(BaseModel):
         return (*fixed, *((header, f"claim:{claim}") for header, claim in self.claims.items()))
 
 
+class EventReceiverConfig(BaseModel):
+    """One ``[[gateway.events]]`` table: a Security Event Token receiver (RFC 8935 push
+    delivery, :class:`tokenguard.events.SetReceiver`) served by the gateway at ``path``.
+    A CAEP ``session-revoked`` or ``credential-change`` event, or a RISC account event,
+    then refuses the subject's tokens at the next request, in every worker and gateway
+    instance that shares the guard's ``[fleet]``.
+
+    Attributes:
+        path: where the transmitter posts (``/events``); not a decision or operations path.
+        issuer: the transmitter's issuer (the SET's ``iss``); a configured issuer unless
+            ``jwks_uri`` is given.
+        audience: this gateway's identifier as a recipient (the SET's ``aud``).
+        jwks_uri: the transmitter's key set, when it is not a configured issuer's.
+        authorization_env: the environment variable holding the exact ``Authorization``
+            header value the transmitter sends (agreed when the stream was set up).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    path: str = "/events"
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    jwks_uri: str | None = None
+    authorization: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _authorization_from_env(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "authorization_env" in data:
+            data = dict(data)
+            name = data.pop("authorization_env")
+            if "authorization" in data:
+                raise ValueError("give either authorization or authorization_env, not both")
+            if not isinstance(name, str) or name not in os.environ:
+                raise ValueError("the authorization_env variable is not set")
+            data["authorization"] = os.environ[name]
+        return data
+
+    @field_validator("path")
+    @classmethod
+    def _mount_path(cls, value: str) -> str:
+        if not re.fullmatch(r"(/[A-Za-z0-9\-._~]+)+", value) or any(
+            segment in (".", "..") for segment in value.split("/")
+        ):
+            raise ValueError("path is a plain absolute path such as /events")
+        return value
+
+
 class GatewaySettings(BaseModel):
     """The ``[gateway]`` table.
 
@@ -131,6 +191,7 @@ class GatewaySettings(BaseModel):
             truncated identities could be confused.
         access_log: write one structured (JSON) line per decision to stdout (in
             batches, at most 100 ms late): never a token, a claim value or a query.
+        events: security-event receivers to serve (see :class:`EventReceiverConfig`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
@@ -139,6 +200,7 @@ class GatewaySettings(BaseModel):
     identity_headers: IdentityHeaders = IdentityHeaders()
     max_identity_length: int = Field(default=2048, ge=64, le=8192)
     access_log: bool = True
+    events: tuple[EventReceiverConfig, ...] = ()
 
 
 class RouteConfig(BaseModel):
@@ -256,6 +318,21 @@ class GatewayConfig(BaseModel):
 def _cross_problems(config: GatewayConfig) -> list[tuple[tuple[str | int, ...], str]]:
     policies = {p.name: p for p in config.guard.policies}
     problems: list[tuple[tuple[str | int, ...], str]] = []
+    issuers = {i.issuer for i in config.guard.issuers}
+    paths: set[str] = set()
+    for index, receiver in enumerate(config.gateway.events):
+        where: tuple[str | int, ...] = ("gateway", "events", index)
+        if receiver.jwks_uri is None and receiver.issuer not in issuers:
+            problems.append(
+                ((*where, "issuer"), "not a configured issuer: configure it or give jwks_uri")
+            )
+        if (
+            receiver.path in paths
+            or receiver.path in _GATEWAY_PATHS
+            or any(receiver.path.startswith(own + "/") for own in _GATEWAY_PATHS)
+        ):
+            problems.append(((*where, "path"), "this path is taken"))
+        paths.add(receiver.path)
     for index, route in enumerate(config.routes):
         if route.policy is None:
             continue

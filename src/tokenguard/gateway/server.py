@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigurationError
 from ._serve import CONFIG_ENV
 from .config import load_gateway_config
 
@@ -64,7 +65,13 @@ def serve(
     configuration is invalid.
     """
     path = Path(config_path).resolve()
-    load_gateway_config(path)  # refuse a bad file here, not in every worker
+    config = load_gateway_config(path)  # refuse a bad file here, not in every worker
+    if workers > 1 and config.gateway.events and config.guard.fleet is None:
+        # A pushed event reaches one worker; only a fleet carries it to the others.
+        raise ConfigurationError(
+            "[[gateway.events]] with several workers needs a [fleet]: an event reaches one "
+            "worker, and the fleet carries its revocation to every other worker"
+        )
     os.environ[CONFIG_ENV] = str(path)
     metrics_dir = None
     if workers > 1:
