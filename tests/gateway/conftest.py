@@ -79,11 +79,16 @@ path = "/admin/*"
 host = "admin.example.com"
 policy = "orders"
 scopes = ["admin"]
+{extra}"""
 
+
+def events_toml(server: AuthServer) -> str:
+    """A security-event receiver at /events (one worker, or a fleet, can serve it)."""
+    return f"""
 [[gateway.events]]
 issuer = "{server.issuer}"
 audience = "{EVENTS_AUDIENCE}"
-{extra}"""
+"""
 
 
 class Echo(BaseHTTPRequestHandler):
@@ -198,7 +203,7 @@ def gateway(gw_server: AuthServer, tmp_path_factory: pytest.TempPathFactory) -> 
     os.environ["TG_TEST_SECRET"] = gw_server.client_secret
     tmp = tmp_path_factory.mktemp("gateway")
     config = tmp / "gateway.toml"
-    config.write_text(gateway_toml(gw_server))
+    config.write_text(gateway_toml(gw_server, extra=events_toml(gw_server)))
     running = start_gateway(config, tmp / "gateway.log")
     yield running
     stop(running.process)
