@@ -124,8 +124,8 @@ def main() -> None:
                     sys.stdin.readline()
                     stop = True
                     break
-            guard._engine.introspection_cache._cache.clear()  # next round: new again
-            guard._engine.verified_cache._entries.clear()
+            guard._engine.introspection_cache.clear()  # next round: new again
+            guard._engine.verified_cache.clear()
         print(
             json.dumps({"outcomes": outcomes, "counters": vars(guard.fleet.counters)}), flush=True
         )

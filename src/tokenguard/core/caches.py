@@ -81,6 +81,10 @@ class Generations:
         self._young.pop(key, None)
         self._old.pop(key, None)
 
+    def clear(self) -> None:
+        self._young = {}
+        self._old = {}
+
     def __len__(self) -> int:
         return len(self._young) + len(self._old)
 
@@ -183,6 +187,11 @@ class IntrospectionCache:
             for issuer in issuers:
                 self._entries.pop((issuer, digest))
 
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self._lock:
+            self._entries.clear()
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -241,6 +250,12 @@ class VerifiedCache:
         with self._lock:
             for entries in self._maps.values():
                 entries.pop(digest)
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self._lock:
+            for entries in self._maps.values():
+                entries.clear()
 
     def __len__(self) -> int:
         return sum(len(entries) for entries in self._maps.values())
