@@ -5,11 +5,13 @@ RFC 6750 §2.1, RFC 9449 §7.1) and a 503 that carries one ``Retry-After``."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tokenguard.gateway import create_app
+from tokenguard import ConfigurationError
+from tokenguard.gateway import create_app, load_gateway_config
 from tokenguard.testing import DEFAULT_AUDIENCE, AuthServer, guard_for
 
 from ..integrations.servers import uvicorn_server
@@ -77,3 +79,12 @@ def test_malformed_authorization_is_400(base: str, auth: AuthServer, value: byte
     response = _traefik(base, value.replace(b"{token}", token))
     assert response.status_code == 400, response.text
     assert response.json()["error"] == "invalid_request"
+
+
+def test_a_configuration_that_is_not_utf8_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_bytes(b'[[routes]]\npath = "/caf\xe9/**"\npublic = true\n')
+    with pytest.raises(ConfigurationError, match="not UTF-8") as info:
+        load_gateway_config(path)
+    assert str(path) in info.value.description
+    assert "line 2, column 13" in info.value.description
