@@ -56,7 +56,7 @@ def guard(auth: AuthServer) -> Iterator[TokenGuard]:
 
 
 def test_dpop_scheme_read_with_its_proof_method_and_url(guard: TokenGuard) -> None:
-    found = Protection(guard).credentials(
+    found = Protection(guard).read(
         view({"authorization": ["DPoP abc.def-ghi"], "dpop": ["p.r.oof"]}, method="DELETE")
     )
     assert found.token == "abc.def-ghi"
@@ -64,7 +64,7 @@ def test_dpop_scheme_read_with_its_proof_method_and_url(guard: TokenGuard) -> No
     assert (found.dpop.proof, found.dpop.method, found.dpop.scheme) == ("p.r.oof", "DELETE", "DPoP")
     assert found.dpop.url == URL + "?page=2"  # the guard ignores the query (RFC 9449 §4.3)
     for scheme in ("dpop", "DPOP"):
-        again = Protection(guard).credentials(view({"authorization": [f"{scheme} tok"]}))
+        again = Protection(guard).read(view({"authorization": [f"{scheme} tok"]}))
         assert again.dpop is not None
         assert again.dpop.scheme == "DPoP"
         assert again.dpop.proof is None  # refused by the guard: the DPoP scheme needs a proof
@@ -72,13 +72,11 @@ def test_dpop_scheme_read_with_its_proof_method_and_url(guard: TokenGuard) -> No
 
 def test_bearer_requests_read_as_before(guard: TokenGuard) -> None:
     protection = Protection(guard)
-    plain = protection.credentials(view({"authorization": ["Bearer tok"]}, url=never))
+    plain = protection.read(view({"authorization": ["Bearer tok"]}, url=never))
     assert (plain.token, plain.dpop, plain.client_certificate) == ("tok", None, None)
     # A stray DPoP header goes along with the Bearer scheme (the guard ignores it for a
     # bearer token and refuses a DPoP-bound token sent as bearer); the URL is not built.
-    stray = protection.credentials(
-        view({"authorization": ["Bearer tok"], "dpop": ["x"]}, url=never)
-    )
+    stray = protection.read(view({"authorization": ["Bearer tok"], "dpop": ["x"]}, url=never))
     assert stray.dpop is not None
     assert (stray.dpop.scheme, stray.dpop.url) == ("Bearer", "")
 
@@ -98,13 +96,13 @@ def test_malformed_credentials(
     guard: TokenGuard, headers: dict[str, Sequence[str]], query: str, error: type[Exception]
 ) -> None:
     with pytest.raises(error):
-        Protection(guard).credentials(view(headers, query=query))
+        Protection(guard).read(view(headers, query=query))
 
 
 def test_dpop_scheme_and_a_form_token(guard: TokenGuard) -> None:
     request = view({"authorization": ["DPoP a"]}, method="POST").with_form(["b"])
     with pytest.raises(InvalidRequest, match="more than once"):
-        Protection(guard, allow_form_token=True).credentials(request)
+        Protection(guard, allow_form_token=True).read(request)
 
 
 def test_two_dpop_headers_reach_the_guard_and_are_refused(

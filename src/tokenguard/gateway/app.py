@@ -240,7 +240,7 @@ class GatewayApp:
         """The guard's answer for the forwarded credentials: a bearer token (read by the
         RFC 6750 rules the framework adapters share), or a DPoP-bound token with its
         proof (RFC 9449), and the client certificate (RFC 8705) when the proxy sent one."""
-        found = protection.credentials(_view(contract, forwarded))
+        found = protection.read(_view(contract, forwarded))
         return await self.guard.avalidate(
             found.token,
             protection.policy_name,
