@@ -28,7 +28,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import metrics, trace
@@ -246,20 +246,25 @@ class _Instruments:
     """The metric instruments of one meter provider, shared by every guard instrumented
     on it (an SDK keeps the first registration of a name, so each is made once)."""
 
-    _lock = threading.Lock()
-    _by_provider: dict[int, _Instruments] = {}  # noqa: RUF012 - a registry, on purpose
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _global: ClassVar[_Instruments | None] = None
+    _by_provider: ClassVar[weakref.WeakKeyDictionary[MeterProvider, _Instruments]] = (
+        weakref.WeakKeyDictionary()
+    )
 
     @classmethod
     def for_provider(cls, provider: MeterProvider | None) -> _Instruments:
-        key = id(provider) if provider is not None else 0
         with cls._lock:
-            found = cls._by_provider.get(key)
-            if found is None or found.provider is not provider:
-                found = cls._by_provider[key] = cls(provider)
+            if provider is None:
+                if cls._global is None:
+                    cls._global = cls(None)
+                return cls._global
+            found = cls._by_provider.get(provider)
+            if found is None:
+                found = cls._by_provider[provider] = cls(provider)
             return found
 
     def __init__(self, provider: MeterProvider | None) -> None:
-        self.provider = provider  # held: the id above stays this provider's
         self._members: weakref.WeakSet[Instrumentation] = weakref.WeakSet()
         meter = metrics.get_meter(SCOPE, __version__, meter_provider=provider)
         self.validation_duration = meter.create_histogram(
