@@ -44,7 +44,7 @@ from .claims import (
 )
 from .detect import TokenFormat, detect
 from .discovery import Metadata
-from .dpop import DPoPProof
+from .dpop import DPoPProof, Proof
 from .events import SecurityEvent, check_set_type, event_cutoffs, read_set
 from .exchange import Fetch, HttpOutcome, HttpRequest, HttpResponse
 from .introspection import (
@@ -181,14 +181,20 @@ class Engine:
                         ):
                             return cached  # the common case: a bearer token seen before
                         path = "cache"
-                        self.binder.confirm(cached, presented, runtime.binding, now)
+                        proof = self.binder.confirm(cached, presented, runtime.binding, now)
+                        if proof is not None and self.fleet is not None:
+                            trace = Trace(runtime.name, detect(token).value, "cache", True)
+                            return self._observed(
+                                trace, self._claimed(cached, proof, now, self.fleet)
+                            )
                         return cached
                     self.verified_cache.forget(digest)  # the flow refuses it
                 self.observer.lookup("verified", False)
         except TokenGuardError as error:
             self.observer.refused_early(runtime.name, error, path)
             raise
-        return self._observed(Trace(runtime.name), token, digest, runtime, now, presented)
+        trace = Trace(runtime.name)
+        return self._observed(trace, self._flow(token, digest, runtime, now, presented, trace))
 
     def challenge(
         self, error: TokenGuardError, policy: str | Policy | None, dpop: DPoPProof | None
@@ -381,18 +387,10 @@ class Engine:
 
     # -- the flow -------------------------------------------------------------------
 
-    def _observed(
-        self,
-        trace: Trace,
-        token: str,
-        digest: bytes,
-        policy: PolicyRuntime,
-        now: float,
-        presented: Presented | None = None,
-    ) -> Flow:
-        """The flow, with its end told to the observer (core/observe.py)."""
+    def _observed(self, trace: Trace, flow: Flow) -> Flow:
+        """``flow``, with its end told to the observer (core/observe.py)."""
         try:
-            info = yield from self._flow(token, digest, policy, now, presented, trace)
+            info = yield from flow
         except TokenGuardError as error:
             self.observer.finished(trace, error)
             raise
@@ -421,12 +419,20 @@ class Engine:
                     self.verified_cache.forget(digest)
                     raise InactiveToken("The access token has been revoked")
                 if presented is not None and presented.proof is not None:
-                    # Last: only a DPoP proof whose request passed is remembered.
+                    # Last: only a DPoP proof whose request passed is remembered, here
+                    # first, then (a store need) across the fleet.
                     self.binder.claim(presented.proof, now)
+                    if self.fleet is not None:
+                        yield from self.binder.claim_shared(presented.proof, now, self.fleet)
                 return info
             self.verified_cache.forget(digest)  # undo what this attempt remembered
             now = time.time()
         raise ValidationUnavailable("The token kept being revoked during validation")
+
+    def _claimed(self, info: TokenInfo, proof: Proof, now: float, fleet: FleetTier) -> Flow:
+        """A cached token's answer once its DPoP proof is claimed across the fleet."""
+        yield from self.binder.claim_shared(proof, now, fleet)
+        return info
 
     def _attempt(
         self,

@@ -112,11 +112,15 @@ class Trace:
 
     __slots__ = ("cached", "format", "path", "policy")
 
-    def __init__(self, policy: str) -> None:
+    def __init__(
+        self, policy: str, format: str = "unknown", path: str = "none", cached: bool = False
+    ) -> None:
         self.policy = policy
-        self.format = "unknown"  # jws, jwe, opaque, malformed
-        self.path = "none"  # jwt, introspection, jwt+introspection; none: refused first
-        self.cached = False  # the introspection answer came from a cache (local or fleet)
+        self.format = format  # jws, jwe, opaque, malformed
+        # jwt, introspection, jwt+introspection; cache: a verified-cache hit whose DPoP
+        # proof is claimed across the fleet; none: refused before a path was chosen
+        self.path = path
+        self.cached = cached  # the answer came from a cache (verified, introspection, fleet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,9 +211,10 @@ class Observer:
         """A validation flow ended (``error``: how it was refused)."""
         result = result_class(error)
         kind = error_type(error) if error is not None else None
-        key = (trace.policy, result, kind, trace.path, trace.cached)
-        with self._lock:
-            self.validations[key] = self.validations.get(key, 0) + 1
+        if error is not None or trace.path != "cache":  # a cached success is a HitCount
+            key = (trace.policy, result, kind, trace.path, trace.cached)
+            with self._lock:
+                self.validations[key] = self.validations.get(key, 0) + 1
         listener = self.listener
         if listener is not None:
             listener.validated(
