@@ -29,7 +29,7 @@ from ipaddress import ip_address
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
-from .bearer import bearer_token
+from .bearer import is_token68, parse_authorization
 from .config import Policy
 from .errors import (
     ConfigurationError,
@@ -60,6 +60,7 @@ _FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 # RFC 6750 §2.2: never GET; only methods whose request body has defined semantics.
 _FORM_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _JSON: Final = "application/json"
+_SCHEMES = frozenset({"Bearer", "DPoP"})
 _SERVER_ERROR_DESCRIPTION = "The access token could not be checked"
 
 
@@ -263,12 +264,14 @@ class Protection:
         types = request.headers("content-type")
         return len(types) == 1 and types[0].split(";", 1)[0].strip().lower() == _FORM_MEDIA_TYPE
 
-    def token(self, request: RequestView) -> str:
-        """The access token of ``request`` by the RFC 6750 rules.
+    def credentials(self, request: RequestView) -> tuple[str, str]:
+        """``("Bearer" | "DPoP", token)``: the access token of ``request`` and the scheme
+        it came with, by the RFC 6750 rules (RFC 9449 §7.1 for ``DPoP``).
 
-        Raises :class:`MissingToken` when there is none (another scheme, such as Basic,
-        counts as none) and :class:`InvalidRequest` for two ``Authorization`` headers, a
-        malformed Bearer header, a token in the query string, or more than one method.
+        Raises :class:`MissingToken` when there is none (an empty header, or another
+        scheme such as Basic, counts as none) and :class:`InvalidRequest` for two
+        ``Authorization`` headers, a malformed one or one holding two credentials (say
+        ``Bearer`` and ``DPoP``), a token in the query string, or more than one method.
         """
         query = request.query
         if query and ("access_token" in query or "%" in query) and _query_has_token(query):
@@ -279,17 +282,24 @@ class Protection:
         forms = request.form_tokens
         if len(forms) > 1:
             raise InvalidRequest("The request carries more than one access_token parameter")
-        token: str | None = None
-        if values:
-            try:
-                token = bearer_token(values[0])
-            except MissingToken:
-                token = None  # another scheme: not ours
+        credentials = parse_authorization(values[0]) if values else None
+        if credentials is not None and credentials[0] not in _SCHEMES:
+            credentials = None  # another scheme: not ours
         if forms:
-            if token is not None:
+            if credentials is not None:
                 raise InvalidRequest("The request carries the access token more than once")
-            return bearer_token("Bearer " + forms[0])  # the same b64token rule
-        if token is None:
+            if not is_token68(forms[0]):  # the same b64token rule as the header's
+                raise InvalidRequest("The access_token parameter must be exactly one token")
+            return "Bearer", forms[0]
+        if credentials is None:
+            raise MissingToken()
+        return credentials
+
+    def token(self, request: RequestView) -> str:
+        """The bearer token of ``request`` (see :meth:`credentials`); a ``DPoP``
+        credential counts as none here."""
+        scheme, token = self.credentials(request)
+        if scheme != "Bearer":
             raise MissingToken()
         return token
 
@@ -341,13 +351,17 @@ class Protection:
         content["error_description"] = description
         headers = [("WWW-Authenticate", self.challenge(error)), ("Cache-Control", "no-store")]
         # What else the error asks for (a DPoP-Nonce, RFC 9449 §9); the challenge is ours.
-        headers.extend(
-            (name, value)
-            for name, value in error.headers(self.realm).items()
-            if name.lower() != "www-authenticate"
-        )
-        if status == 503:
-            headers.append(("Retry-After", str(self.retry_after)))
+        # Retry-After once: the error's own (the guard knows when to ask again) or, on
+        # a 503 without one, the configured default.
+        retry_after: str | None = str(self.retry_after) if status == 503 else None
+        for name, value in error.headers(self.realm).items():
+            lower = name.lower()
+            if lower == "retry-after":
+                retry_after = value
+            elif lower != "www-authenticate":
+                headers.append((name, value))
+        if retry_after is not None:
+            headers.append(("Retry-After", retry_after))
         body = json.dumps(content, separators=(",", ":")).encode()
         headers.append(("Content-Type", _JSON))
         return Reply(status, tuple(headers), body, content)

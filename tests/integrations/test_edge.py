@@ -18,7 +18,7 @@ from tokenguard import (
     TokenInfo,
     ValidationUnavailable,
 )
-from tokenguard.edge import Protection, RequestView, metadata_location, route_requirements
+from tokenguard.edge import Protection, Reply, RequestView, metadata_location, route_requirements
 from tokenguard.testing import AuthServer, guard_for
 
 TOKEN = "abc.def-ghi_jkl~mno+pq/r=="
@@ -262,3 +262,32 @@ def test_reply_carries_the_errors_other_headers(protection: Protection) -> None:
     assert 'error="use_dpop_nonce"' in challenge
     assert challenge.count("resource_metadata=") == challenge.count("realm=")
     assert [name for name, _ in reply.headers].count("WWW-Authenticate") == 1
+
+
+def test_retry_after_once_and_the_guards_own_value_first(protection: Protection) -> None:
+    def retry_after(reply: Reply) -> list[str]:
+        return [value for name, value in reply.headers if name.lower() == "retry-after"]
+
+    # The guard knows when asking again may succeed: that value, once.
+    assert retry_after(protection.reply(ValidationUnavailable(retry_after=1))) == ["1"]
+    # It does not: the configured default, once.
+    assert retry_after(protection.reply(ValidationUnavailable())) == ["5"]
+    assert retry_after(protection.reply(InvalidRequest())) == []
+
+
+def test_credentials_give_the_scheme(protection: Protection) -> None:
+    assert protection.credentials(view(f"DPoP {TOKEN}")) == ("DPoP", TOKEN)
+    assert protection.credentials(view(f"bearer {TOKEN}")) == ("Bearer", TOKEN)
+    with pytest.raises(MissingToken):
+        protection.token(view(f"DPoP {TOKEN}"))  # the bearer reader: not a bearer token
+    for both in (f"Bearer {TOKEN}, DPoP {TOKEN}", f"Basic dTpw, Bearer {TOKEN}"):
+        with pytest.raises(InvalidRequest, match="more than one credential"):
+            protection.credentials(view(both))
+    # A form token beside a DPoP credential is the token twice.
+    post = view(f"DPoP {TOKEN}", method="POST").with_form([TOKEN])
+    with pytest.raises(InvalidRequest, match="more than once"):
+        protection.credentials(post)
+    # The form value is the token itself: no scheme, no surrounding whitespace.
+    for value in (f" {TOKEN}", f"{TOKEN} ", f"Bearer {TOKEN}"):
+        with pytest.raises(InvalidRequest):
+            protection.credentials(view(method="POST").with_form([value]))

@@ -44,7 +44,7 @@ from .claims import (
 )
 from .detect import TokenFormat, detect
 from .discovery import Metadata
-from .dpop import DPoPProof
+from .dpop import DPoPProof, Proof
 from .events import SecurityEvent, check_set_type, event_cutoffs, read_set
 from .exchange import Fetch, HttpOutcome, HttpRequest, HttpResponse
 from .introspection import (
@@ -171,7 +171,9 @@ class Engine:
                 if not self.revocations.active or not self._revoked(cached, token, digest, now):
                     if presented is None and runtime.binding.plain and "cnf" not in cached.claims:
                         return cached  # the common case: a bearer token seen before
-                    self.binder.confirm(cached, presented, runtime.binding, now)
+                    proof = self.binder.confirm(cached, presented, runtime.binding, now)
+                    if proof is not None and self.fleet is not None:
+                        return self._claimed(cached, proof, now, self.fleet)
                     return cached
                 self.verified_cache.forget(digest)  # the flow refuses it
         return self._flow(token, digest, runtime, now, presented)
@@ -388,12 +390,20 @@ class Engine:
                     self.verified_cache.forget(digest)
                     raise InactiveToken("The access token has been revoked")
                 if presented is not None and presented.proof is not None:
-                    # Last: only a DPoP proof whose request passed is remembered.
+                    # Last: only a DPoP proof whose request passed is remembered, here
+                    # first, then (a store need) across the fleet.
                     self.binder.claim(presented.proof, now)
+                    if self.fleet is not None:
+                        yield from self.binder.claim_shared(presented.proof, now, self.fleet)
                 return info
             self.verified_cache.forget(digest)  # undo what this attempt remembered
             now = time.time()
         raise ValidationUnavailable("The token kept being revoked during validation")
+
+    def _claimed(self, info: TokenInfo, proof: Proof, now: float, fleet: FleetTier) -> Flow:
+        """A cached token's answer once its DPoP proof is claimed across the fleet."""
+        yield from self.binder.claim_shared(proof, now, fleet)
+        return info
 
     def _attempt(
         self,

@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 
 from .. import DPoPProof
-from ..bearer import bearer_token
 from ..edge import Protection, RequestView
 from ..errors import InvalidRequest, TokenGuardError
 from ..guard import TokenGuard
@@ -305,14 +304,10 @@ class GatewayApp:
 
 
 def _credentials(forwarded: Forwarded, protection: Protection) -> tuple[str, str]:
-    """``("Bearer" | "DPoP", token)`` from the forwarded request. A ``DPoP`` scheme
-    (RFC 9449 §7.1) is read here; anything else by the adapters' shared RFC 6750 rules
-    (one Authorization header, no token in the query string)."""
+    """``("Bearer" | "DPoP", token)`` from the forwarded request, by the RFC 6750 rules
+    the framework adapters share (one Authorization header holding one credential, no
+    token in the query string) and RFC 9449 §7.1 for the ``DPoP`` scheme."""
     authorization = forwarded.authorization
-    if authorization:
-        scheme, _, rest = authorization.strip().partition(" ")
-        if scheme.lower() == "dpop":
-            return "DPoP", bearer_token("Bearer " + rest)  # the same token68 rule
     values = (authorization,) if authorization is not None else ()
     query = forwarded.target.partition("?")[2].partition("#")[0]
     view = RequestView(
@@ -320,7 +315,7 @@ def _credentials(forwarded: Forwarded, protection: Protection) -> tuple[str, str
         headers=lambda name: values if name == "authorization" else (),
         query=query,
     )
-    return "Bearer", protection.token(view)
+    return protection.credentials(view)
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
