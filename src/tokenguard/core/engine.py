@@ -473,8 +473,10 @@ class Engine:
             jws = parse_jws(token, policy.algorithms)
             claims, issuer = self._check_jwt_claims(jws, policy, now)
             proof = self.binder.match(claims.cnf, presented, policy.binding)
-            issued_by = None if claims.iat is None else claims.iat + policy.leeway
-            keys = yield from self._keys(issuer, jws, now, issued_by)
+            keys = self._keys_in_hand(issuer, jws, now)
+            if keys is None:
+                issued_by = None if claims.iat is None else claims.iat + policy.leeway
+                keys = yield from self._keys(issuer, jws, now, issued_by)
             if not keys:
                 raise InvalidSignature("No trusted key matches the token")
             verify_signature(jws, keys)
@@ -591,6 +593,21 @@ class Engine:
         self.verified_cache.put(digest, policy.name, info, not_after, now)
 
     # -- the steps that may need the network ----------------------------------------
+
+    def _keys_in_hand(
+        self, issuer: IssuerRuntime, jws: JWS, now: float
+    ) -> tuple[VerificationKey, ...] | None:
+        """What :meth:`_keys` returns when it needs no fetch and the issuer's fresh key
+        set has keys for the token (the common case, without a generator); else None."""
+        alg, kid = jws.algorithm.name, jws.kid
+        state = issuer.jwks
+        static = issuer.static.candidates(alg, kid) if issuer.static else ()
+        if state is None:
+            return static
+        found = state.fresh_candidates(now, alg, kid)
+        if found is None:
+            return None
+        return static + found if static else found
 
     def _keys(
         self, issuer: IssuerRuntime, jws: JWS, now: float, issued_by: float | None = None

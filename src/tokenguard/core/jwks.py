@@ -203,6 +203,18 @@ class JwksState:
             early = last is not None and now >= last + self._early_gap
             return early and self._may_be_new(kid, issued_by)
 
+    def fresh_candidates(
+        self, now: float, alg: str, kid: str | None
+    ) -> tuple[VerificationKey, ...] | None:
+        """The keys for ``alg``/``kid`` when the set in hand is fresh and has some: what
+        :meth:`wants_fetch` (False) then :meth:`usable` would give, under one lock.
+        None when anything else applies (a fetch, a stale set, no candidate)."""
+        with self._lock:
+            keys = self._keys
+            if keys is None or now > self._fresh_until:
+                return None
+            return keys.candidates(alg, kid) or None
+
     def _may_be_new(self, kid: str | None, issued_by: float | None) -> bool:
         """A token naming a ``kid`` no key of ours has (for any algorithm: a known kid
         with the wrong algorithm is an attack, not a rotation), issued after our keys
