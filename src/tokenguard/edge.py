@@ -330,7 +330,11 @@ class Protection:
     # -- writing the answer -------------------------------------------------------------
 
     def challenge(self, error: TokenGuardError) -> str:
-        """The ``WWW-Authenticate`` value for ``error`` (realm, resource_metadata)."""
+        """The ``WWW-Authenticate`` value for ``error`` (realm, resource_metadata), with
+        the schemes the policy accepts (``Bearer`` and/or ``DPoP``, RFC 9449 §7.1), also
+        for an error raised before the guard saw the request (no token, a bad header)."""
+        if error.challenge is None:
+            self.guard.challenge(error, self.policy_name)
         return error.www_authenticate(self.realm, resource_metadata=self.metadata_url)
 
     def reply(self, error: TokenGuardError) -> Reply:

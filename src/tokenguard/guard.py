@@ -204,6 +204,13 @@ class TokenGuard:
             self._refused(error, policy, dpop)
             raise
 
+    def challenge(self, error: TokenGuardError, policy: str | Policy | None = None) -> None:
+        """Set ``error.challenge`` to what ``policy`` accepts (``Bearer`` and/or ``DPoP``
+        with its ``algs``, RFC 9449 §7.1), as :meth:`validate` does for the errors it
+        raises: for an error an integration raises itself (no token, a malformed
+        ``Authorization`` header), so its ``WWW-Authenticate`` offers the right schemes."""
+        self._engine.challenge(error, policy, None)
+
     def _refused(
         self, error: TokenGuardError, policy: str | Policy | None, dpop: DPoPProof | None
     ) -> None:
