@@ -13,6 +13,8 @@ deleted afterwards); the outage section starts its own redis-server on a free po
 3. Redis stopped in the middle of a load run and restarted: failed validations, and a
    revocation made during the outage enforced afterwards.
 4. A local miss answered from Redis against one answered by the AS (one process).
+5. A DPoP-bound JWT seen before, with a new proof each time: its jti claimed across the
+   fleet (one SET NX) against the local replay cache alone (one process).
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ sys.path.insert(0, str(ROOT))
 from tests.fleet._procs import Worker, job_for  # noqa: E402
 from tests.fleet.conftest import SECRET, RedisServer  # noqa: E402
 
-from tokenguard import ClientSecretBasic, Issuer, Policy, TokenGuard  # noqa: E402
+from tokenguard import ClientSecretBasic, DPoPProof, Issuer, Policy, TokenGuard  # noqa: E402
 from tokenguard.redis import RedisFleet  # noqa: E402
-from tokenguard.testing import DEFAULT_AUDIENCE, AuthServer  # noqa: E402
+from tokenguard.testing import DEFAULT_AUDIENCE, AuthServer, DPoPKey  # noqa: E402
 
 #: Each Redis call's bound in sections 1 and 2. The default (0.25 s) is right for a
 #: production host; on a 2-CPU machine running 8 workers (and other builds) a call can
@@ -265,6 +267,77 @@ def _paired(
     return statistics.median(via_redis) * 1e6, statistics.median(via_as) * 1e6
 
 
+DPOP_URL = "https://api.example/orders"
+
+
+def dpop_repeat_cost(server: AuthServer, url: str, requests: int) -> None:
+    """Interleaved, one request at a time: the same DPoP-bound JWT (in both guards'
+    verified-token cache) with a new proof per request, through a guard in the fleet
+    (local replay cache, then SET NX in Redis) and one without a fleet; medians."""
+    prefix = f"tgbench-{uuid.uuid4().hex[:8]}"
+    key = DPoPKey()
+    token = server.issue_jwt(lifetime=3600, claims={"cnf": key.cnf})
+    print(f"\n## 5. A DPoP-bound JWT seen before, {requests} new proofs, interleaved")
+    for kind, use_async in (("sync ", False), ("async", True)):
+        fleet_us, alone_us, claimed = _dpop_paired(
+            server, url, prefix, key, token, requests, use_async
+        )
+        print(f"{kind} claimed in Redis too   median {fleet_us:7.0f} µs   ({claimed} jtis claimed)")
+        print(
+            f"{kind} local replay cache     median {alone_us:7.0f} µs   "
+            f"ratio {fleet_us / alone_us:.2f}x, +{fleet_us - alone_us:.0f} µs"
+        )
+    cleanup(url, prefix)
+
+
+def _dpop_paired(
+    server: AuthServer,
+    url: str,
+    prefix: str,
+    key: DPoPKey,
+    token: str,
+    requests: int,
+    use_async: bool,
+) -> tuple[float, float, int]:
+    fleet, alone = guard(server, url, prefix), guard(server, None, prefix)
+    pairs = ((fleet, "fleet"), (alone, "alone"))
+    proofs = [key.proof("GET", DPOP_URL, access_token=token) for _ in range(2 * requests + 2)]
+    times: dict[str, list[float]] = {"fleet": [], "alone": []}
+
+    def request() -> DPoPProof:
+        return DPoPProof(proofs.pop(), "GET", DPOP_URL, "DPoP")
+
+    async def run_async() -> None:
+        for target, _ in pairs:
+            await target.avalidate(token, dpop=request())  # warm
+        while proofs:
+            for target, name in pairs:
+                started = time.perf_counter()
+                await target.avalidate(token, dpop=request())
+                times[name].append(time.perf_counter() - started)
+        await fleet.aclose()
+        await alone.aclose()
+
+    try:
+        if use_async:
+            asyncio.run(run_async())
+        else:
+            for target, _ in pairs:
+                target.validate(token, dpop=request())  # warm
+            while proofs:
+                for target, name in pairs:
+                    started = time.perf_counter()
+                    target.validate(token, dpop=request())
+                    times[name].append(time.perf_counter() - started)
+        assert fleet.fleet is not None
+        claimed = fleet.fleet.counters.proofs_claimed
+    finally:
+        fleet.close()
+        alone.close()
+    medians = {name: statistics.median(values) * 1e6 for name, values in times.items()}
+    return medians["fleet"], medians["alone"], claimed
+
+
 def cleanup(url: str, prefix: str) -> None:
     client = redis.Redis.from_url(url)
     keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
@@ -293,6 +366,7 @@ def main() -> None:
             0.8 if args.quick else 2,
         )
         miss_cost(server, url, 30 if args.quick else 300)
+        dpop_repeat_cost(server, url, 30 if args.quick else 1000)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,14 @@ def secret_from_env(data: Any, field: str) -> Any:
         name = data.pop(f"{field}_env")
         if field in data:
             raise ValueError(f"give either {field} or {field}_env, not both")
-        if not isinstance(name, str) or name not in os.environ:
-            raise ValueError(f"environment variable {name!r} for {field} is not set")
-        data[field] = os.environ[name]
+        # Neither the variable's value nor its name is echoed: a secret pasted into
+        # the *_env field by mistake would otherwise end up in the error.
+        if not isinstance(name, str) or not name or name not in os.environ:
+            raise ValueError(f"the environment variable named by {field}_env is not set")
+        value = os.environ[name]
+        if not value:
+            raise ValueError(f"the environment variable named by {field}_env is empty")
+        data[field] = value
     return data
 
 

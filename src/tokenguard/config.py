@@ -7,7 +7,6 @@ mapping (:func:`load_config`). Secrets may be given as ``<name>_env`` in a file.
 
 from __future__ import annotations
 
-import tomllib
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -376,7 +375,8 @@ class GuardConfig(BaseModel):
 
     issuers: tuple[Issuer, ...] = Field(min_length=1)
     policies: tuple[Policy, ...] = Field(min_length=1)
-    settings: Settings = Settings()
+    # A factory: a default instance here would build Settings' schema at import.
+    settings: Settings = Field(default_factory=Settings)
     fleet: FleetSettings | None = None
 
     @model_validator(mode="after")
@@ -420,24 +420,61 @@ def build_config(**data: Any) -> GuardConfig:
     raise ConfigurationError(problem)
 
 
+def read_toml(source: str | Path) -> tuple[dict[str, Any], str]:
+    """The TOML document of a configuration file, and its text (to locate problems).
+
+    Raises :class:`ConfigurationError` naming the file, and the line (and column) when
+    there is one, for a file that cannot be read, is not UTF-8 or is not valid TOML. The
+    messages never quote the file's content: it may hold secrets.
+    """
+    if not isinstance(source, str | Path):
+        raise ConfigurationError("a configuration is a TOML file path or a mapping")
+    name = str(source)
+    problem = None
+    try:
+        raw = Path(source).read_bytes()
+    except OSError as error:
+        problem = f"cannot read configuration file {name!r}: {error.strerror or 'failed'}"
+    except ValueError:  # a NUL in the path
+        problem = "the configuration file path is not a valid path"
+    if problem is not None:
+        raise ConfigurationError(problem)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+        problem = (
+            f"configuration file {name!r} is not UTF-8 text "
+            f"(line {line}, column {column}: a byte that is not UTF-8)"
+        )
+    if problem is not None:
+        raise ConfigurationError(problem)
+    import tomllib  # only for configuration files (not imported by ``import tokenguard``)
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        # Its message names a line and column, never the document's content.
+        problem = f"configuration file {name!r} is not valid TOML: {error}"
+    if problem is not None:
+        raise ConfigurationError(problem)
+    return data, text
+
+
 def load_config(source: str | Path | Mapping[str, Any]) -> GuardConfig:
     """Load a configuration from a TOML file path or a mapping.
 
     The TOML layout is ``[settings]``, ``[[issuers]]`` and ``[[policies]]`` tables with
     the fields of :class:`Settings`, :class:`Issuer` and :class:`Policy`; a client
-    secret can be given as ``client_secret_env = "VARIABLE"``.
+    secret can be given as ``client_secret_env = "VARIABLE"``. Every problem raises
+    :class:`ConfigurationError` (naming the file, and the line where it can), never the
+    value of a secret.
     """
     if isinstance(source, Mapping):
         data = dict(source)
     else:
-        problem = None
-        try:
-            data = tomllib.loads(Path(source).read_text(encoding="utf-8"))
-        except OSError as error:
-            problem = f"cannot read configuration file: {error.strerror}"
-        except tomllib.TOMLDecodeError as error:
-            # Its message names a line and column; the error itself holds the document.
-            problem = f"configuration file is not valid TOML: {error}"
-        if problem is not None:
-            raise ConfigurationError(problem)
+        data, _ = read_toml(source)
+    if any(not isinstance(key, str) for key in data):
+        raise ConfigurationError("invalid tokenguard configuration: keys must be strings")
     return build_config(**data)

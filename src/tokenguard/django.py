@@ -21,7 +21,11 @@ created from a claim. Plain Django views use :func:`token_required`, sync or asy
 Optional settings: ``TOKENGUARD_REALM`` (the challenges' realm), ``TOKENGUARD_RESOURCE``
 (the RFC 9728 resource identifier: challenges carry ``resource_metadata`` and
 :func:`metadata_urls` serves the document), ``TOKENGUARD_RESOURCE_METADATA`` (more
-members for it), ``TOKENGUARD_ALLOW_FORM_TOKEN`` (an ``access_token`` POST parameter).
+members for it), ``TOKENGUARD_ALLOW_FORM_TOKEN`` (an ``access_token`` POST parameter),
+``TOKENGUARD_RETRY_AFTER`` (the ``Retry-After`` seconds of a 503 when the guard does not
+know better; 5 by default). With DRF, ``REST_FRAMEWORK["EXCEPTION_HANDLER"] =
+"tokenguard.drf.exception_handler"`` also sends a refusal's other headers
+(``Cache-Control: no-store``, ``DPoP-Nonce``).
 """
 
 from __future__ import annotations
@@ -127,6 +131,7 @@ def _protection(
                     resource=getattr(settings, "TOKENGUARD_RESOURCE", None),
                     metadata=getattr(settings, "TOKENGUARD_RESOURCE_METADATA", None),
                     allow_form_token=getattr(settings, "TOKENGUARD_ALLOW_FORM_TOKEN", False),
+                    retry_after=getattr(settings, "TOKENGUARD_RETRY_AFTER", 5),
                 )
     return protection
 

@@ -15,8 +15,9 @@ hands it to a :class:`Protection`, and writes back either the :class:`TokenInfo`
   bare challenge without an error code (RFC 6750 §3.1). Never the token, never a claim;
 * the RFC 9728 protected resource metadata document and where it is served.
 
-The DPoP and mTLS work reads more off the same view (``DPoP`` header, client
-certificate): a new field here and one line in each adapter's reader.
+* sender-constrained tokens: ``Authorization: DPoP <token>`` with its ``DPoP`` header,
+  method and URL (RFC 9449 §7.1), and the client certificate an adapter or the gateway
+  found (RFC 8705), handed to the guard (:meth:`Protection.credentials`).
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
-from .bearer import bearer_token
+from .bearer import is_token68, parse_authorization
 from .config import Policy
+from .core.dpop import DPoPProof
+from .core.mtls import ClientCertificate
 from .errors import (
     ConfigurationError,
     InsufficientScope,
@@ -44,6 +47,7 @@ from .models import TokenInfo
 
 __all__ = [
     "METADATA_PATH",
+    "Credentials",
     "Protection",
     "Reply",
     "RequestView",
@@ -60,6 +64,7 @@ _FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 # RFC 6750 §2.2: never GET; only methods whose request body has defined semantics.
 _FORM_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _JSON: Final = "application/json"
+_SCHEMES = frozenset({"Bearer", "DPoP"})
 _SERVER_ERROR_DESCRIPTION = "The access token could not be checked"
 
 
@@ -79,6 +84,8 @@ class RequestView:
         url: builds the absolute request URL when a rule needs it (never on the hot path).
         form_tokens: the ``access_token`` values of a form body, read by the adapter only
             when :meth:`Protection.wants_form` said so.
+        client_certificate: the client certificate of the request's TLS connection (or
+            of a proxy header the deployment trusts), PEM or DER; None when there is none.
     """
 
     method: str = "GET"
@@ -86,10 +93,22 @@ class RequestView:
     query: str = ""
     url: Callable[[], str] | None = None
     form_tokens: tuple[str, ...] = ()
+    client_certificate: ClientCertificate | None = None
 
     def with_form(self, tokens: Iterable[str]) -> RequestView:
         """This view with the ``access_token`` values read from a form body."""
         return replace(self, form_tokens=tuple(tokens))
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a request presents, for :meth:`TokenGuard.validate`: the access token, the
+    DPoP context (None for a bearer request without a ``DPoP`` header) and the client
+    certificate."""
+
+    token: str = field(repr=False)
+    dpop: DPoPProof | None = None
+    client_certificate: ClientCertificate | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,12 +282,14 @@ class Protection:
         types = request.headers("content-type")
         return len(types) == 1 and types[0].split(";", 1)[0].strip().lower() == _FORM_MEDIA_TYPE
 
-    def token(self, request: RequestView) -> str:
-        """The access token of ``request`` by the RFC 6750 rules.
+    def credentials(self, request: RequestView) -> tuple[str, str]:
+        """``("Bearer" | "DPoP", token)``: the access token of ``request`` and the scheme
+        it came with, by the RFC 6750 rules (RFC 9449 §7.1 for ``DPoP``).
 
-        Raises :class:`MissingToken` when there is none (another scheme, such as Basic,
-        counts as none) and :class:`InvalidRequest` for two ``Authorization`` headers, a
-        malformed Bearer header, a token in the query string, or more than one method.
+        Raises :class:`MissingToken` when there is none (an empty header, or another
+        scheme such as Basic, counts as none) and :class:`InvalidRequest` for two
+        ``Authorization`` headers, a malformed one or one holding two credentials (say
+        ``Bearer`` and ``DPoP``), a token in the query string, or more than one method.
         """
         query = request.query
         if query and ("access_token" in query or "%" in query) and _query_has_token(query):
@@ -279,19 +300,51 @@ class Protection:
         forms = request.form_tokens
         if len(forms) > 1:
             raise InvalidRequest("The request carries more than one access_token parameter")
-        token: str | None = None
-        if values:
-            try:
-                token = bearer_token(values[0])
-            except MissingToken:
-                token = None  # another scheme: not ours
+        credentials = parse_authorization(values[0]) if values else None
+        if credentials is not None and credentials[0] not in _SCHEMES:
+            credentials = None  # another scheme: not ours
         if forms:
-            if token is not None:
+            if credentials is not None:
                 raise InvalidRequest("The request carries the access token more than once")
-            return bearer_token("Bearer " + forms[0])  # the same b64token rule
-        if token is None:
+            if not is_token68(forms[0]):  # the same b64token rule as the header's
+                raise InvalidRequest("The access_token parameter must be exactly one token")
+            return "Bearer", forms[0]
+        if credentials is None:
+            raise MissingToken()
+        return credentials
+
+    def token(self, request: RequestView) -> str:
+        """The bearer token of ``request`` (see :meth:`credentials`); a ``DPoP``
+        credential counts as none here."""
+        scheme, token = self.credentials(request)
+        if scheme != "Bearer":
             raise MissingToken()
         return token
+
+    def read(self, request: RequestView) -> Credentials:
+        """Everything ``request`` presents for the guard: the access token
+        (:meth:`credentials`), the DPoP context and the client certificate.
+
+        With the ``DPoP`` scheme (RFC 9449 §7.1), its ``DPoP`` header values (one
+        expected: two are handed on and refused by the guard), method and URL go with the
+        token. A ``Bearer`` request with a stray ``DPoP`` header hands it on under the
+        ``Bearer`` scheme (the guard ignores it for a bearer token and refuses a
+        DPoP-bound token sent as bearer; the URL is not built). A bearer request without
+        one gives no DPoP context (the guard's fast path). The client certificate is
+        passed as the adapter read it. Raises like :meth:`credentials`.
+        """
+        scheme, token = self.credentials(request)
+        proofs = request.headers("dpop")
+        dpop = None
+        if scheme == "DPoP" or proofs:
+            proof: str | tuple[str, ...] | None = None
+            if len(proofs) == 1:
+                proof = proofs[0]
+            elif proofs:
+                proof = tuple(proofs)  # refused: exactly one DPoP header (RFC 9449 §4.3)
+            url = request.url() if scheme == "DPoP" and request.url is not None else ""
+            dpop = DPoPProof(proof, request.method, url, scheme)
+        return Credentials(token, dpop, request.client_certificate)
 
     # -- validating ---------------------------------------------------------------------
 
@@ -309,18 +362,34 @@ class Protection:
 
     def validate(self, request: RequestView, scopes: Iterable[str] = ()) -> TokenInfo:
         """Read, validate (sync) and authorize: the whole check of a sync adapter."""
-        info = self.guard.validate(self.token(request), self.policy_name)
+        found = self.read(request)
+        info = self.guard.validate(
+            found.token,
+            self.policy_name,
+            dpop=found.dpop,
+            client_certificate=found.client_certificate,
+        )
         return self.authorize(info, scopes)
 
     async def avalidate(self, request: RequestView, scopes: Iterable[str] = ()) -> TokenInfo:
         """Read, validate (async, never blocking the loop) and authorize."""
-        info = await self.guard.avalidate(self.token(request), self.policy_name)
+        found = self.read(request)
+        info = await self.guard.avalidate(
+            found.token,
+            self.policy_name,
+            dpop=found.dpop,
+            client_certificate=found.client_certificate,
+        )
         return self.authorize(info, scopes)
 
     # -- writing the answer -------------------------------------------------------------
 
     def challenge(self, error: TokenGuardError) -> str:
-        """The ``WWW-Authenticate`` value for ``error`` (realm, resource_metadata)."""
+        """The ``WWW-Authenticate`` value for ``error`` (realm, resource_metadata), with
+        the schemes the policy accepts (``Bearer`` and/or ``DPoP``, RFC 9449 §7.1), also
+        for an error raised before the guard saw the request (no token, a bad header)."""
+        if error.challenge is None:
+            self.guard.challenge(error, self.policy_name)
         return error.www_authenticate(self.realm, resource_metadata=self.metadata_url)
 
     def reply(self, error: TokenGuardError) -> Reply:
@@ -341,13 +410,17 @@ class Protection:
         content["error_description"] = description
         headers = [("WWW-Authenticate", self.challenge(error)), ("Cache-Control", "no-store")]
         # What else the error asks for (a DPoP-Nonce, RFC 9449 §9); the challenge is ours.
-        headers.extend(
-            (name, value)
-            for name, value in error.headers(self.realm).items()
-            if name.lower() != "www-authenticate"
-        )
-        if status == 503:
-            headers.append(("Retry-After", str(self.retry_after)))
+        # Retry-After once: the error's own (the guard knows when to ask again) or, on
+        # a 503 without one, the configured default.
+        retry_after: str | None = str(self.retry_after) if status == 503 else None
+        for name, value in error.headers(self.realm).items():
+            lower = name.lower()
+            if lower == "retry-after":
+                retry_after = value
+            elif lower != "www-authenticate":
+                headers.append((name, value))
+        if retry_after is not None:
+            headers.append(("Retry-After", retry_after))
         body = json.dumps(content, separators=(",", ":")).encode()
         headers.append(("Content-Type", _JSON))
         return Reply(status, tuple(headers), body, content)

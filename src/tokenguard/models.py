@@ -155,12 +155,13 @@ class TokenInfo(BaseModel):
 
     @classmethod
     def _assemble(cls, fields: dict[str, Any]) -> Self:
-        # What model_construct does, for a complete set of already-checked fields.
+        # What model_construct does, for a complete set of already-checked fields; the
+        # slots are set through their descriptors (cheaper than object.__setattr__).
         info = cls.__new__(cls)
         object.__setattr__(info, "__dict__", fields)
-        object.__setattr__(info, "__pydantic_fields_set__", _ALL_FIELDS)
-        object.__setattr__(info, "__pydantic_extra__", None)
-        object.__setattr__(info, "__pydantic_private__", None)
+        _set_fields_set(info, _ALL_FIELDS)
+        _set_extra(info, None)
+        _set_private(info, None)
         return info
 
     def has_scopes(self, *scopes: str) -> bool:
@@ -234,6 +235,9 @@ def _thaw(value: Any) -> Any:
 
 
 _ALL_FIELDS = frozenset(TokenInfo.model_fields)
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def _when(value: Any) -> datetime | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from .fleet.config import FleetSettings
 from .fleet.keys import MIN_SECRET_BYTES, FleetKeys
@@ -50,6 +50,11 @@ class RedisFleet:
         startup_timeout: how long the guard's construction waits for the stored
             revocations to be loaded before it serves (without Redis it goes on after
             this, and catches up when Redis comes back).
+        dpop_replay_when_down: a DPoP proof's ``jti`` is claimed across the fleet (a
+            proof accepted by one process is refused by every other). When Redis cannot
+            answer: ``"refuse"`` (default) refuses the proof with 503 and
+            ``Retry-After``; ``"local"`` lets this process's own replay cache decide,
+            so a proof replayed against another process passes until Redis is back.
 
     A fleet belongs to one guard; :meth:`TokenGuard.close` ends it.
     """
@@ -63,6 +68,7 @@ class RedisFleet:
         timeout: float = 0.25,
         lock_timeout: float | None = None,
         startup_timeout: float = 2.0,
+        dpop_replay_when_down: Literal["refuse", "local"] = "refuse",
     ) -> None:
         raw = secret if isinstance(secret, bytes) else None
         if raw is not None:
@@ -76,6 +82,7 @@ class RedisFleet:
             timeout=timeout,
             lock_timeout=lock_timeout,
             startup_timeout=startup_timeout,
+            dpop_replay_when_down=dpop_replay_when_down,
         )
         self._init(settings, raw)
 
@@ -119,6 +126,7 @@ class RedisFleet:
                 lock_timeout=lock_timeout,
                 max_wait=lock_timeout + engine.settings.http_timeout,
                 max_entry_bytes=2 * engine.settings.max_introspection_bytes + 4096,
+                dpop_replay_when_down=settings.dpop_replay_when_down,
             )
             engine.fleet = self._tier
             self._engine = engine

@@ -2,7 +2,8 @@
 
 ``./dev demo`` sets up its own ``.venv`` (saying so) and runs; then the README's Install
 lines, exactly as written, in that environment; then the pytest examples of
-docs/testing.md with only what those lines installed (the ``testing`` extra).
+docs/testing.md with only what those lines installed (the ``testing`` extra), and the
+commands that need an extra those lines did not install.
 """
 
 from __future__ import annotations
@@ -98,3 +99,14 @@ def test_first_hour_on_a_fresh_checkout(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(modules)} passed" in result.stdout
     assert run([str(venv / "bin" / "tokenguard"), "--help"], checkout, active).returncode == 0
+
+    # Commands whose extra these lines did not install say so in one line, naming it.
+    for args, extra in (
+        (["demo", "--fleet"], '".[redis]"'),
+        (["gateway", "--config", "gateway.toml", "--check"], '".[gateway]"'),
+    ):
+        result = run([str(venv / "bin" / "tokenguard"), *args], checkout, active)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.startswith("error: "), result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert f"pip install {extra}" in result.stderr

@@ -9,6 +9,8 @@ URL, prefix) and what to do:
   validate it until it is refused and print the time it was first refused.
 * ``load``: validate ``tokens`` round and round until stdin closes (or ``seconds``
   pass), print the counts.
+* ``dpop``: validate each of ``requests`` (token, DPoP proof, method, URL) in turn
+  (``async``: through ``avalidate``), print ``{"outcomes": [class or "ok", ...]}``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tokenguard import ClientSecretBasic, InactiveToken, Issuer, Policy, TokenGuard
+from tokenguard import (
+    ClientSecretBasic,
+    DPoPProof,
+    InactiveToken,
+    Issuer,
+    Policy,
+    TokenGuard,
+    TokenGuardError,
+)
 from tokenguard.redis import RedisFleet
 
 
@@ -78,11 +88,51 @@ def validate_all(
     return outcomes
 
 
+def validate_proofs(
+    guard: TokenGuard, requests: list[dict[str, str]], use_async: bool
+) -> list[str]:
+    """Each request in turn: "ok", or the error's class and status ("InvalidDPoPProof 401")."""
+
+    def outcome(error: TokenGuardError | None) -> str:
+        return "ok" if error is None else f"{type(error).__name__} {error.status_code}"
+
+    def proof(request: dict[str, str]) -> DPoPProof:
+        return DPoPProof(request["proof"], request["method"], request["url"], "DPoP")
+
+    if use_async:
+
+        async def run() -> list[str]:
+            outcomes = []
+            for request in requests:
+                try:
+                    await guard.avalidate(request["token"], dpop=proof(request))
+                    outcomes.append(outcome(None))
+                except TokenGuardError as error:
+                    outcomes.append(outcome(error))
+            await guard.aclose()
+            return outcomes
+
+        return asyncio.run(run())
+    outcomes = []
+    for request in requests:
+        try:
+            guard.validate(request["token"], dpop=proof(request))
+            outcomes.append(outcome(None))
+        except TokenGuardError as error:
+            outcomes.append(outcome(error))
+    return outcomes
+
+
 def main() -> None:
     job = json.loads(sys.stdin.readline())
     guard = build(job)
-    tokens: list[str] = job["tokens"]
-    if job["do"] == "validate":
+    tokens: list[str] = job.get("tokens", [])
+    if job["do"] == "dpop":
+        outcomes = validate_proofs(guard, job["requests"], job.get("async", False))
+        print(
+            json.dumps({"outcomes": outcomes, "counters": vars(guard.fleet.counters)}), flush=True
+        )
+    elif job["do"] == "validate":
         print("ready", flush=True)
         sys.stdin.readline()  # go
         outcomes = validate_all(guard, tokens, job.get("concurrency", 16), job.get("async", False))

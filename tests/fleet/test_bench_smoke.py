@@ -41,3 +41,5 @@ def test_fleet_benchmark_quick_run(redis_url: str) -> None:
     assert re.search(r"validations ok / failed\s+[\d,]+ / 0\n", sections["3"])
     assert "enforced after it: 2 of 2 processes" in sections["3"]
     assert "ratio" in sections["4"]
+    # 5. Every proof of the fleet guard was claimed in Redis (30 timed + 1 warm-up).
+    assert sections["5"].count("(31 jtis claimed)") == 2, sections["5"]

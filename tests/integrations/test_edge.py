@@ -18,10 +18,11 @@ from tokenguard import (
     TokenInfo,
     ValidationUnavailable,
 )
-from tokenguard.edge import Protection, RequestView, metadata_location, route_requirements
+from tokenguard.edge import Protection, Reply, RequestView, metadata_location, route_requirements
 from tokenguard.testing import AuthServer, guard_for
 
 TOKEN = "abc.def-ghi_jkl~mno+pq/r=="
+ALGS = "ES256 ES384 ES512 EdDSA Ed25519 PS256 PS384 PS512 RS256 RS384 RS512"
 
 
 def view(
@@ -110,8 +111,10 @@ def test_replies(protection: Protection) -> None:
     metadata = "https://api.example.com/.well-known/oauth-protected-resource/v1"
     missing = protection.reply(MissingToken())
     assert missing.status == 401
+    # The policy accepts DPoP too (the default): the bare challenge offers both schemes.
     assert missing.header_map["WWW-Authenticate"] == (
-        f'Bearer realm="api", resource_metadata="{metadata}"'
+        f'Bearer realm="api", resource_metadata="{metadata}", '
+        f'DPoP realm="api", algs="{ALGS}", resource_metadata="{metadata}"'
     )
     assert json.loads(missing.body) == {"error_description": "An access token is required"}
     scope = protection.reply(InsufficientScope(["o:read"]))
@@ -262,3 +265,56 @@ def test_reply_carries_the_errors_other_headers(protection: Protection) -> None:
     assert 'error="use_dpop_nonce"' in challenge
     assert challenge.count("resource_metadata=") == challenge.count("realm=")
     assert [name for name, _ in reply.headers].count("WWW-Authenticate") == 1
+
+
+def test_retry_after_once_and_the_guards_own_value_first(protection: Protection) -> None:
+    def retry_after(reply: Reply) -> list[str]:
+        return [value for name, value in reply.headers if name.lower() == "retry-after"]
+
+    # The guard knows when asking again may succeed: that value, once.
+    assert retry_after(protection.reply(ValidationUnavailable(retry_after=1))) == ["1"]
+    # It does not: the configured default, once.
+    assert retry_after(protection.reply(ValidationUnavailable())) == ["5"]
+    assert retry_after(protection.reply(InvalidRequest())) == []
+
+
+def test_credentials_give_the_scheme(protection: Protection) -> None:
+    assert protection.credentials(view(f"DPoP {TOKEN}")) == ("DPoP", TOKEN)
+    assert protection.credentials(view(f"bearer {TOKEN}")) == ("Bearer", TOKEN)
+    with pytest.raises(MissingToken):
+        protection.token(view(f"DPoP {TOKEN}"))  # the bearer reader: not a bearer token
+    for both in (f"Bearer {TOKEN}, DPoP {TOKEN}", f"Basic dTpw, Bearer {TOKEN}"):
+        with pytest.raises(InvalidRequest, match="more than one credential"):
+            protection.credentials(view(both))
+    # A form token beside a DPoP credential is the token twice.
+    post = view(f"DPoP {TOKEN}", method="POST").with_form([TOKEN])
+    with pytest.raises(InvalidRequest, match="more than once"):
+        protection.credentials(post)
+    # The form value is the token itself: no scheme, no surrounding whitespace.
+    for value in (f" {TOKEN}", f"{TOKEN} ", f"Bearer {TOKEN}"):
+        with pytest.raises(InvalidRequest):
+            protection.credentials(view(method="POST").with_form([value]))
+
+
+@pytest.mark.parametrize(
+    ("dpop", "expected"),
+    [
+        ("required", f'DPoP algs="{ALGS}"'),
+        ("disabled", "Bearer"),
+        ("allowed", f'Bearer, DPoP algs="{ALGS}"'),
+    ],
+)
+def test_errors_raised_before_the_guard_challenge_as_the_policy_says(
+    dpop: str, expected: str
+) -> None:
+    # No token, or a malformed header, never reaches the guard: the challenge still
+    # offers what the policy accepts (RFC 9449 §7.1), not Bearer alone.
+    with TokenGuard(
+        issuers=[{"issuer": "https://as.example.com"}],
+        policies=[Policy(name="p", audience="urn:p", dpop=dpop)],
+    ) as guard:
+        protection = Protection(guard)
+        assert protection.reply(MissingToken()).header_map["WWW-Authenticate"] == expected
+        malformed = protection.reply(InvalidRequest()).header_map["WWW-Authenticate"]
+        assert malformed.startswith(expected.split(" ", maxsplit=1)[0].rstrip(","))
+        assert 'error="invalid_request"' in malformed

@@ -130,3 +130,19 @@ def test_step_up_and_the_unprotected_app(auth: AuthServer) -> None:
     with pytest.raises(RuntimeError, match="does not authenticate"):
         other.protect(bare.streamable_http_app())
     guard.close()
+
+
+def test_a_503_carries_one_retry_after_the_guards_own(base: str, auth: AuthServer) -> None:
+    good = auth.issue_jwt(scopes=["orders:read"], audience=AUDIENCE)
+    # A kid nobody published, on a token issued just now: 503 while no refresh is allowed,
+    # with the guard's own Retry-After, once (not the configured 5 beside it).
+    unknown = auth.issue_jwt(
+        scopes=["orders:read"], audience=AUDIENCE, header={"kid": "not-published-yet"}
+    )
+    assert _post(base, good).status_code == 200
+    answers = [_post(base, unknown) for _ in range(3)]
+    unavailable = [a for a in answers if a.status_code == 503]
+    assert unavailable, [a.status_code for a in answers]
+    for answer in unavailable:
+        assert answer.headers.get_list("retry-after") != ["5"]
+        assert len(answer.headers.get_list("retry-after")) == 1

@@ -402,7 +402,7 @@ def test_load_config_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_load_config_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="cannot read configuration file: No such file"):
+    with pytest.raises(ConfigurationError, match=r"cannot read configuration file .*No such file"):
         load_config(tmp_path / "missing.toml")
 
 
@@ -412,7 +412,34 @@ def test_load_config_bad_toml(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="not valid TOML") as info:
         load_config(path)
     assert SECRET not in str(info.value)
+    assert str(path) in str(info.value)  # which file
+    assert "line 1" in str(info.value)
     assert info.value.status_code == 500
+
+
+def test_load_config_not_utf8(tmp_path: Path) -> None:
+    # Latin-1 text (an editor's default) with a secret on the bad line.
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(
+        b'[[issuers]]\nissuer = "https://as.example.com"\n'
+        + b'# caf\xe9\nclient_secret = "'
+        + SECRET.encode()
+        + b'"\n'
+    )
+    with pytest.raises(ConfigurationError, match="not UTF-8") as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "line 3, column 6" in message
+    assert SECRET not in message
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None
+
+
+@pytest.mark.parametrize("source", ["bad\x00path.toml", 42, {1: "x"}])
+def test_load_config_bad_sources_are_configuration_errors(source: Any) -> None:
+    with pytest.raises(ConfigurationError):
+        load_config(source)
 
 
 def test_load_config_collects_every_problem() -> None:
@@ -507,20 +534,34 @@ def test_configuration_error_both_secret_and_env(monkeypatch: pytest.MonkeyPatch
     assert "from-env" not in str(info.value)
 
 
-def test_configuration_error_env_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "name",
+    [
+        "TG_TEST_MISSING",
+        # A secret pasted where the variable's name goes: never echoed.
+        "s3cr3t-Pasted-By-Mistake-9f8e7d",
+        5,
+        "",
+    ],
+)
+def test_configuration_error_env_missing(monkeypatch: pytest.MonkeyPatch, name: object) -> None:
     monkeypatch.delenv("TG_TEST_MISSING", raising=False)
+    auth = {"method": "client_secret_basic", "client_id": "rs", "client_secret_env": name}
+    with pytest.raises(ConfigurationError, match="client_secret_env is not set") as info:
+        load_config(_issuer_with_auth(auth))
+    if name:
+        assert str(name) not in info.value.description.replace("client_secret", "")
+    assert "issuers.0.client_auth" in info.value.description  # where it is
+
+
+def test_configuration_error_env_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_TEST_EMPTY", "")
     auth = {
         "method": "client_secret_basic",
         "client_id": "rs",
-        "client_secret_env": "TG_TEST_MISSING",
+        "client_secret_env": "TG_TEST_EMPTY",
     }
-    with pytest.raises(ConfigurationError, match="environment variable 'TG_TEST_MISSING'"):
-        load_config(_issuer_with_auth(auth))
-
-
-def test_configuration_error_env_name_not_string() -> None:
-    auth = {"method": "client_secret_basic", "client_id": "rs", "client_secret_env": 5}
-    with pytest.raises(ConfigurationError, match="environment variable 5 for client_secret"):
+    with pytest.raises(ConfigurationError, match="client_secret_env is empty"):
         load_config(_issuer_with_auth(auth))
 
 

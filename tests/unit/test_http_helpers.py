@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tokenguard.bearer import bearer_token
+from tokenguard.bearer import bearer_token, parse_authorization
 from tokenguard.core.exchange import Fetch, HttpFailure, HttpRequest, HttpResponse, ResponseReader
 from tokenguard.core.urls import endpoint_problem, is_loopback_host, well_known_urls
 from tokenguard.errors import InvalidRequest, MissingToken
@@ -44,6 +44,61 @@ def test_bearer_invalid_request(header: str) -> None:
     with pytest.raises(InvalidRequest, match="exactly one bearer token") as info:
         bearer_token(header)
     assert info.value.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        # Two credentials in one value (two headers joined by the server): never the first.
+        ("Basic dTpw, Bearer abc", "more than one credential"),
+        ("Bearer abc, Basic dTpw", "more than one credential"),
+        ("Bearer abc, DPoP abc", "more than one credential"),
+        ("DPoP abc,Bearer abc", "more than one credential"),
+        ('Digest realm="x, y", Bearer abc', "more than one credential"),
+        # RFC 9110 §11.4: the scheme is a token followed by spaces (not a tab, not ":").
+        ("Bearer\tabc", "malformed"),
+        ("Bearer: abc", "malformed"),
+        (",,,", "malformed"),
+        (", Bearer abc", "malformed"),
+        ("Bearer\x00abc", "malformed"),
+        # Only SP and HTAB are the field's whitespace: a no-break space is not trimmed.
+        ("Bearer abc\xa0", "exactly one bearer token"),
+        ("Bearer \xa0abc", "exactly one bearer token"),
+        ("Bearer abc\x0b", "exactly one bearer token"),
+        ("Bearer ab\u00e9", "exactly one bearer token"),
+        ("DPoP a b", "exactly one bearer token"),
+    ],
+)
+def test_malformed_authorization_is_invalid_request(header: str, message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message) as info:
+        bearer_token(header)
+    assert info.value.status_code == 400
+    assert 'error="invalid_request"' in info.value.www_authenticate()
+
+
+@pytest.mark.parametrize(
+    ("header", "parsed"),
+    [
+        ("DPoP abc", ("DPoP", "abc")),
+        ("dpop  abc", ("DPoP", "abc")),
+        ("bEaReR abc==", ("Bearer", "abc==")),
+        ("Basic dTpw", ("basic", "dTpw")),
+        (
+            'Digest username="a, b", realm="r", nc=00000001',
+            ("digest", 'username="a, b", realm="r", nc=00000001'),
+        ),
+        (
+            "AWS4-HMAC-SHA256 Credential=A/b, SignedHeaders=host;x, Signature=f",
+            ("aws4-hmac-sha256", "Credential=A/b, SignedHeaders=host;x, Signature=f"),
+        ),
+        ("Negotiate", ("negotiate", "")),
+        ("", None),
+        (" \t ", None),
+        (None, None),
+    ],
+)
+def test_parse_authorization(header: str | None, parsed: tuple[str, str] | None) -> None:
+    assert parse_authorization(header) == parsed
 
 
 # -- urls --------------------------------------------------------------------------------

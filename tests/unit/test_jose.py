@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from tokenguard.core import jose
 from tokenguard.core.algorithms import DEFAULT_ALGORITHMS, REGISTRY
 from tokenguard.core.jose import (
     JWS,
@@ -484,3 +485,76 @@ def test_types_are_exercised(keys: SimpleNamespace) -> None:
     assert isinstance(keys.p384.curve, ec.SECP384R1)
     assert isinstance(keys.ed25519, ed25519.Ed25519PrivateKey)
     assert json.loads(b64url_decode(segment(HEADER))) == HEADER
+
+
+# -- the memo of verified headers -------------------------------------------------------
+
+
+@pytest.fixture
+def headers(monkeypatch: pytest.MonkeyPatch) -> dict[bytes, Any]:
+    """The memo of verified headers, empty for the test (and restored after it)."""
+    memo: dict[bytes, Any] = {}
+    monkeypatch.setattr(jose, "_HEADERS", memo)
+    return memo
+
+
+def test_header_remembered_only_once_a_trusted_key_verified_it(
+    keys: SimpleNamespace, headers: dict[bytes, Any]
+) -> None:
+    token = make_token(HEADER, PAYLOAD, key=keys.rsa)
+    forged = make_token(HEADER, {"sub": "mallory"}, key=keys.rsa_other)
+    with pytest.raises(InvalidSignature):
+        verify_signature(parse(forged), (vkey(keys.rsa, "RSA"),))
+    with pytest.raises(InvalidSignature):
+        verify_signature(parse(token), (vkey(keys.rsa_other, "RSA"),))
+    with pytest.raises(InvalidSignature):
+        verify_signature(parse(token), ())
+    assert headers == {}  # nothing kept of a token that did not verify
+    fresh = parse(token)
+    verify_signature(fresh, (vkey(keys.rsa, "RSA"),))
+    assert len(headers) == 1
+    again = parse(token)  # from the memo now: the same parse as a fresh one
+    assert again == fresh
+    assert (again.algorithm.name, again.kid, again.typ) == ("RS256", "k1", "at+jwt")
+
+
+def test_remembered_header_still_answers_to_the_allow_list(
+    keys: SimpleNamespace, headers: dict[bytes, Any]
+) -> None:
+    token = make_token(HEADER, PAYLOAD, key=keys.rsa)
+    verify_signature(parse(token), (vkey(keys.rsa, "RSA"),))
+    assert headers
+    with pytest.raises(InvalidSignature, match="not allowed"):
+        parse(token, frozenset({"ES256"}))
+
+
+def test_remembered_header_does_not_excuse_the_rest_of_the_token(
+    keys: SimpleNamespace, headers: dict[bytes, Any]
+) -> None:
+    token = make_token(HEADER, PAYLOAD, key=keys.rsa)
+    verify_signature(parse(token), (vkey(keys.rsa, "RSA"),))
+    h64, p64, s64 = token.split(".")
+    duplicate = segment(b'{"a":1,"a":2}')
+    with pytest.raises(MalformedToken):
+        parse(f"{h64}.{duplicate}.{s64}")
+    with pytest.raises(MalformedToken):
+        parse(f"{h64}.{p64}.{s64}AAA")  # a signature of an invalid length (1 mod 4)
+    with pytest.raises(InvalidSignature, match="not signed"):
+        parse(f"{h64}.{p64}.")
+    with pytest.raises(InvalidSignature):
+        verify_signature(parse(f"{h64}.{segment({'sub': 'x'})}.{s64}"), (vkey(keys.rsa, "RSA"),))
+
+
+def test_header_memo_is_bounded(
+    keys: SimpleNamespace, headers: dict[bytes, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jose, "_HEADERS_MAX", 4)
+    right = (vkey(keys.hmac, "oct"),)
+    for n in range(10):
+        header = {"alg": "HS256", "kid": f"k{n}"}
+        verify_signature(parse(make_token(header, PAYLOAD, key=keys.hmac)), right)
+        assert len(headers) <= 4
+    long = {"alg": "HS256", "kid": "k" * 256, "x": "y" * 1000}  # a segment over the bound
+    headers.clear()
+    verify_signature(parse(make_token(long, PAYLOAD, key=keys.hmac)), right)
+    assert headers == {}

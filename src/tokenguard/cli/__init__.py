@@ -6,6 +6,8 @@ command is one module and one ``main.add_command`` line. Exit codes of ``validat
 Output is coloured on a terminal and plain otherwise (click strips the colours when
 stdout is not a TTY). Tokens and secrets are best given on standard input and in
 environment variables: command-line arguments show in ``ps`` and in shell history.
+Every error is one line on stderr (``error: ...``); under ``validate --json`` it is one
+JSON object on stdout instead.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from .demo import demo
 from .dev_server import dev_server
 from .gateway import gateway
 from .inspect import inspect
+from .terminal import OneLineUsageErrors
 from .validate import validate
 
 __all__ = ["main"]
 
 
-@click.group()
+@click.group(cls=OneLineUsageErrors)
 @click.version_option(__version__, prog_name="tokenguard")
 def main() -> None:
     """Validate OAuth 2.0 access tokens: JWTs locally, opaque tokens by introspection.

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import TokenGuardError
+from .terminal import CommandError
 
 if TYPE_CHECKING:
     from ..guard import TokenGuard
@@ -106,6 +107,13 @@ class _Table:
 def demo(fleet: bool, redis_url: str) -> None:
     """Start an embedded authorization server and show the hybrid flow end to end."""
     if fleet:
+        try:
+            import redis  # noqa: F401 - the fleet's one optional dependency
+        except ImportError:
+            raise CommandError(
+                'demo --fleet needs the redis extra: pip install ".[redis]" in a tokenguard '
+                "checkout (./dev demo --fleet installs it)"
+            ) from None
         from .fleet_demo import run_fleet_demo
 
         run_fleet_demo(redis_url)

@@ -29,9 +29,17 @@ from typing import Any
 
 import click
 
+from .terminal import CommandError
+
 __all__ = ["run_fleet_demo"]
 
 _ENV = "TOKENGUARD_FLEET_DEMO"
+
+
+class _Stopped(CommandError):
+    """A worker process died: a failure, not a usage error."""
+
+    exit_code = 1
 
 
 class _Process:
@@ -55,7 +63,7 @@ class _Process:
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         if not line:
-            raise click.ClickException(f"process {self.name} stopped unexpectedly")
+            raise _Stopped(f"process {self.name} stopped unexpectedly")
         answer: dict[str, Any] = json.loads(line)
         return answer
 
@@ -85,7 +93,7 @@ def _redis(url: str) -> Iterator[str]:
         return
     binary = shutil.which("redis-server")
     if binary is None:
-        raise click.ClickException(
+        raise CommandError(
             f"no Redis answers at {url.rsplit('@', 1)[-1]} and redis-server is not installed: "
             "start one, or give --redis-url"
         )
@@ -104,7 +112,7 @@ def _redis(url: str) -> Iterator[str]:
             deadline = time.monotonic() + 10
             while not _reachable(private):
                 if time.monotonic() > deadline:
-                    raise click.ClickException("could not start a private redis-server")
+                    raise CommandError("could not start a private redis-server")
                 time.sleep(0.05)
             click.echo(f"(no Redis at {url}: started a private redis-server on port {port})")
             yield private

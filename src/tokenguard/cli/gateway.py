@@ -7,12 +7,10 @@ reason of each problem (exit code 2). See ``docs/gateway.md``.
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from ..errors import ConfigurationError
-from .terminal import EXIT_USAGE
+from .terminal import CommandError
 
 __all__ = ["gateway"]
 
@@ -27,17 +25,26 @@ __all__ = ["gateway"]
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
-    "--port", type=click.IntRange(0, 65535), default=8181, show_default=True, help="0: any free."
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8181,
+    show_default=True,
+    help="Port to listen on; 0 picks a free one.",
 )
 @click.option(
-    "--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Processes."
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes (event receivers with several workers need a [fleet]).",
 )
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="warning",
     show_default=True,
-    help="Of the server's own messages (the access log is always on stdout, if enabled).",
+    help="Level of the server's own messages; the access log ([gateway] access_log) "
+    "goes to stdout whatever the level.",
 )
 @click.option(
     "--server",
@@ -61,12 +68,10 @@ def gateway(
         from ..gateway.config import load_gateway_config
         from ..gateway.server import serve
     except ImportError as error:  # pragma: no cover - depends on the installed extras
-        click.secho(
-            f"the gateway needs its extra: pip install 'tokenguard[gateway]' ({error.name})",
-            fg="red",
-            err=True,
-        )
-        sys.exit(EXIT_USAGE)
+        raise CommandError(
+            f"the gateway needs the gateway extra ({error.name} is missing): "
+            'pip install ".[gateway]" in a tokenguard checkout'
+        ) from None
     try:
         config = load_gateway_config(config_path)
         if check:
@@ -85,5 +90,4 @@ def gateway(
             server=server,
         )
     except ConfigurationError as error:
-        click.secho(f"{config_path}: {error.description}", fg="red", err=True)
-        sys.exit(EXIT_USAGE)
+        raise CommandError(f"{config_path}: {error.description}") from None

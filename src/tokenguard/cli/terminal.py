@@ -26,6 +26,8 @@ __all__ = [
     "EXIT_USAGE",
     "EXIT_VALID",
     "STDIN",
+    "CommandError",
+    "OneLineUsageErrors",
     "Problem",
     "captured_reasons",
     "echo_json",
@@ -80,6 +82,61 @@ def safe(text: str) -> str:
     )
 
 
+class CommandError(click.ClickException):
+    """A command cannot do what it was asked (a missing extra, a port in use, a bad
+    file): one line on stderr, exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        click.secho(f"error: {self.format_message()}", fg="red", err=True)
+
+
+class _OneLineUsageError(click.UsageError):
+    """A usage error shown as one line: what is wrong, and where the help is."""
+
+    def show(self, file: Any = None) -> None:
+        where = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        message = self.format_message().rstrip(".")
+        click.secho(f"error: {message}{where}", fg="red", err=True)
+
+
+class OneLineUsageErrors(click.Group):
+    """The command group whose usage errors, its own and its commands' (a missing
+    option, an unknown command, a bad value), are one line on stderr instead of click's
+    usage block."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as error:
+            raise _one_line(error) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as error:
+            raise _one_line(error) from None
+
+
+# click >= 8.2 shows the help as a usage error when a group is run without a command.
+_HELP_SHOWN: Final[tuple[type[Exception], ...]] = tuple(
+    kind for kind in (getattr(click.exceptions, "NoArgsIsHelpError", None),) if kind is not None
+)
+
+
+def _one_line(error: click.UsageError) -> click.UsageError:
+    if isinstance(error, (_OneLineUsageError, *_HELP_SHOWN)):
+        return error
+    return _OneLineUsageError(error.format_message(), error.ctx)
+
+
 @dataclass(frozen=True)
 class Problem:
     """Why a command cannot run as asked: a usage or configuration error (exit 2)."""
@@ -108,10 +165,10 @@ def fail(problem: Problem, *, as_json: bool) -> NoReturn:
             )
         )
     else:
+        # One line per problem, each naming what to change; the hints, for a program
+        # reading the JSON, say again what the messages already say.
         for message in problem.messages:
-            click.secho(f"error: {message}", fg="red", err=True)
-        for hint in problem.hints:
-            click.echo(f"  hint: {hint}", err=True)
+            click.secho(f"error: {safe(message)}", fg="red", err=True)
     raise SystemExit(EXIT_USAGE)
 
 

@@ -9,6 +9,7 @@ reasons the library logged for an unavailable answer, and JSON for every outcome
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -63,12 +64,31 @@ class _JsonUsageErrors(click.Command):
             fail(Problem("usage", [error.format_message()]), as_json=True)
 
 
-def _configuration_problems(error: ValidationError) -> list[str]:
+def _in_cli_terms(message: str) -> str:
+    """A library message in the command's words: ``allow_insecure_http=True`` is the
+    ``--allow-insecure-http`` flag here."""
+    return re.sub(
+        r"\b(\w+)=True\b",
+        lambda match: _OPTION_OF.get(match.group(1), match.group(0)),
+        message,
+    )
+
+
+def _configuration_problems(error: ValidationError, *, about: str | None = None) -> list[str]:
+    """One line per problem, named by the option that causes it (``about`` when the
+    library names no field: a check of the whole object, such as the issuer URL's)."""
     problems = []
     for item in error.errors(include_input=False, include_url=False):
         field = next((str(part) for part in item["loc"] if str(part) in _OPTION_OF), None)
+        option = _OPTION_OF[field] if field else about
         message = item["msg"].removeprefix("Value error, ")
-        problems.append(f"{_OPTION_OF[field]}: {message}" if field else message)
+        if item["type"] == "string_too_short" and item.get("ctx", {}).get("min_length") == 1:
+            message = "must not be empty"
+        message = _in_cli_terms(message)
+        if option and field is None and message.startswith(f"{option.lstrip('-')} "):
+            problems.append(f"{option} {message.split(' ', 1)[1]}")  # "--issuer must use https"
+        else:
+            problems.append(f"{option}: {message}" if option else message)
     return problems
 
 
@@ -134,20 +154,32 @@ def _info_rows(info: TokenInfo) -> list[tuple[str, str]]:
     type=click.Choice(["jwt", "introspect", "hybrid", "high_assurance"]),
     default="hybrid",
     show_default=True,
+    help="jwt: verify JWTs locally, refuse opaque tokens; introspect: ask the server; "
+    "hybrid: JWTs locally, opaque tokens by introspection; high_assurance: JWTs "
+    "verified locally and asked live.",
 )
-@click.option("--algorithm", "algorithms", multiple=True, help="An accepted JWS alg (repeatable).")
-@click.option("--accept-plain-jwt", is_flag=True, help="Also accept JWTs without typ at+jwt.")
+@click.option(
+    "--algorithm",
+    "algorithms",
+    multiple=True,
+    help="An accepted JWS alg (repeatable; default: the asymmetric ones, never none).",
+)
+@click.option(
+    "--accept-plain-jwt",
+    is_flag=True,
+    help="Also accept JWTs typed JWT or untyped (by default only typ at+jwt).",
+)
 @click.option(
     "--client-id",
     envvar="TOKENGUARD_CLIENT_ID",
     show_envvar=True,
-    help="Introspection client id.",
+    help="Client id for introspection (opaque tokens, --mode introspect/high_assurance).",
 )
 @click.option(
     "--client-secret",
     envvar="TOKENGUARD_CLIENT_SECRET",
     show_envvar=True,
-    help="Introspection client secret. Prefer the TOKENGUARD_CLIENT_SECRET variable: "
+    help="Client secret for introspection. Prefer the TOKENGUARD_CLIENT_SECRET variable: "
     "arguments show in ps and stay in shell history.",
 )
 @click.option(
@@ -162,7 +194,11 @@ def _info_rows(info: TokenInfo) -> list[tuple[str, str]]:
     is_flag=True,
     help="Accept introspection answers that carry no aud (by default an opaque token needs it).",
 )
-@click.option("--allow-insecure-http", is_flag=True, help="Allow http:// for a loopback server.")
+@click.option(
+    "--allow-insecure-http",
+    is_flag=True,
+    help="Allow a plain http:// issuer on a loopback address (a test server only).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome, errors too, as JSON.")
 @click.pass_context
 def validate(
@@ -217,22 +253,32 @@ def validate(
         policy["algorithms"] = tuple(algorithms)
     # Every problem at once: the configuration's (named by option), then what is missing.
     problems: list[str] = []
+    method = ClientSecretPost if client_auth == "client_secret_post" else ClientSecretBasic
+    auth = None
     try:
-        method = ClientSecretPost if client_auth == "client_secret_post" else ClientSecretBasic
         auth = method(client_id, client_secret) if client_id and client_secret else None
-        guard = TokenGuard(
-            issuers=[Issuer(issuer, client_auth=auth, allow_insecure_http=allow_insecure_http)],
-            policies=[Policy(**policy)],
-        )
+    except ValidationError as error:
+        problems += _configuration_problems(error, about="--client-id")
+    issuer_config = policy_config = None
+    try:
+        issuer_config = Issuer(issuer, client_auth=auth, allow_insecure_http=allow_insecure_http)
+    except ValidationError as error:
+        problems += _configuration_problems(error, about="--issuer")
+    try:
+        policy_config = Policy(**policy)
     except ValidationError as error:
         problems += _configuration_problems(error)
-    except ConfigurationError as error:
-        problems.append(error.description)
+    guard = None
+    if issuer_config is not None and policy_config is not None:
+        try:
+            guard = TokenGuard(issuers=[issuer_config], policies=[policy_config])
+        except ConfigurationError as error:
+            problems.append(_in_cli_terms(error.description))
     kind = "configuration" if problems else "usage"
     missing = _credentials_problem(token, mode, client_id, client_secret)
     if missing is not None:
         problems.append(missing)
-    if problems:
+    if problems or guard is None:
         hints = _configuration_hints(issuer, allow_insecure_http)
         fail(Problem(kind, problems, hints), as_json=as_json)
     with guard, captured_reasons() as reasons:

@@ -26,7 +26,8 @@ The rules, in the order a validation meets them:
    ============================  ===========================  ==========================
 
 4. :meth:`Binder.claim`, last: the proof's ``jti`` is remembered (replay cache) only now
-   that everything passed.
+   that everything passed; then, in a fleet, :meth:`Binder.claim_shared` claims it for
+   every process (a store need), refusing a proof another process accepted.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ import hmac
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Policy, Settings
 from ..errors import (
@@ -54,9 +55,13 @@ from ..models import TokenInfo
 from .claims import Claims
 from .dpop import DPoPProof, DPoPRules, Proof, read_proof, verify_proof
 from .jwks import VerificationKey
-from .mtls import ClientCertificate, matches_certificate
+from .mtls import matches_certificate
 from .nonces import NonceSource
-from .replay import ReplayCache, replay_key
+from .replay import ReplayCache, proof_identity, replay_key
+
+if TYPE_CHECKING:
+    from ..fleet.tier import FleetTier
+    from .mtls import ClientCertificate
 
 __all__ = ["Binder", "BindingRules", "Presented", "binding_rules", "check_binding"]
 
@@ -69,6 +74,9 @@ _CHALLENGE_SCHEMES = {
 }
 _SHA256_B64 = 43  # characters of an unpadded base64url SHA-256 digest
 _MAX_KNOWN_KEYS = 10_000
+# How far the clocks of a fleet's hosts may disagree: a proof's fleet-wide entry outlives
+# its window by this much, for a process whose clock is behind.
+_FLEET_CLOCK_SKEW = 5.0
 
 log = logging.getLogger("tokenguard.dpop")
 
@@ -155,6 +163,7 @@ class Binder:
         secret = settings.dpop_nonce_secret
         self.nonces = NonceSource(None if secret is None else secret.get_secret_value().encode())
         longest = max((p.dpop_max_age for p in policies), default=60.0)
+        self._longest = longest
         self.replay = ReplayCache(settings.dpop_replay_cache_size, retention=2 * longest)
         self._max_length = settings.max_dpop_proof_length
         # Public keys of proofs that passed, by thumbprint: a client's next proof is
@@ -242,13 +251,15 @@ class Binder:
 
     def confirm(
         self, info: TokenInfo, presented: Presented | None, rules: BindingRules, now: float
-    ) -> None:
+    ) -> Proof | None:
         """All of it for a token validated before (from the cache): :meth:`match`, the
-        proof's signature, its ``jti``."""
+        proof's signature, its ``jti`` in this process. Returns the proof claimed (for
+        :meth:`claim_shared` in a fleet), or None."""
         proof = self.match(info.claims.get("cnf"), presented, rules)
         if proof is not None:
             self.verify(proof)
             self.claim(proof, now)
+        return proof
 
     def verify(self, proof: Proof) -> None:
         """The proof's signature (with its key, built once per client key)."""
@@ -270,3 +281,20 @@ class Binder:
                 self._keys.move_to_end(proof.thumbprint)
                 if len(self._keys) > _MAX_KNOWN_KEYS:
                     self._keys.popitem(last=False)
+
+    def claim_shared(self, proof: Proof, now: float, fleet: FleetTier) -> Generator[Any, Any, None]:
+        """Claim a proof that :meth:`claim` accepted for every process of the fleet: a
+        proof another process accepted is a replay. The entry lives while any process
+        could still accept the proof (its ``iat`` plus the longest window, plus a margin
+        for the hosts' clocks). When Redis cannot answer, the fleet's
+        ``dpop_replay_when_down`` decides: refuse (503) or rely on :meth:`claim`."""
+        ttl = min(proof.iat + self._longest - now, 2 * self._longest) + _FLEET_CLOCK_SKEW
+        identity = proof_identity(proof.thumbprint, proof.jti)
+        first = yield from fleet.claim_proof(identity, max(ttl, 1.0))
+        if first is False:
+            raise InvalidDPoPProof("The DPoP proof was already used")
+        if first is None and fleet.dpop_replay_when_down == "refuse":
+            raise ValidationUnavailable(
+                "The DPoP proof cannot be checked for replay: the fleet store is unavailable",
+                retry_after=fleet.breaker.retry_after(),
+            )

@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..models import TokenInfo
-from .claims import pooled, read_claims, share
+from .claims import _SHARED, pooled, read_claims, share
 from .introspection import IntrospectionRecord
 
 __all__ = ["Generations", "IntrospectionCache", "VerifiedCache", "token_digest"]
@@ -110,9 +110,11 @@ def _layout(claims: Any) -> tuple[tuple[str, ...], list[Any]]:
         _SHAPES[names] = found
     names, positions = found
     values = list(claims.values())
+    known = _SHARED.get  # share() with its common case (a value seen before) inlined
     for index in positions:
-        if type(values[index]) is str:
-            values[index] = share(values[index])
+        value = values[index]
+        if type(value) is str:
+            values[index] = known(value) or share(value)
     return names, values
 
 
@@ -240,7 +242,8 @@ class VerifiedCache:
         if not self._maxsize or not_after <= now:
             return
         names, values = _layout(info.claims)
-        shared = _shape((info.issuer, info.scopes, info.token_type, info.source, names))
+        key = (info.issuer, info.scopes, info.token_type, info.source, names)
+        shared = _SHAPES.get(key) or _shape(key)
         entry = (not_after, shared, *values)
         with self._lock:
             self._maps[policy].put(digest, entry)

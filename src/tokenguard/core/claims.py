@@ -179,28 +179,42 @@ def read_claims(raw: dict[str, Any]) -> Claims:
     auth_time = get("auth_time", _ABSENT)
     auth_time = None if auth_time is _ABSENT else _numeric_date(auth_time, "auth_time")
     aud = get("aud", _ABSENT)
+    audience: tuple[str, ...] | None
+    if aud is _ABSENT:
+        audience = None
+    elif type(aud) is str:  # the common case, without a call
+        audience = (aud,)
+    else:
+        audience = _string_list(aud, "aud")
     amr = get("amr", _ABSENT)
     cnf = get("cnf", _ABSENT)
     if cnf is not _ABSENT and type(cnf) is not dict:
         raise InvalidClaims("The cnf claim must be an object")
-    return Claims(
-        raw,
-        get("iss"),
-        get("sub"),
-        get("client_id"),
-        get("username"),
-        get("jti"),
-        get("token_type"),
-        get("acr"),
-        None if aud is _ABSENT else _string_list(aud, "aud"),
-        _scopes(raw),
-        exp,
-        iat,
-        nbf,
-        auth_time,
-        None if amr is _ABSENT else _string_list(amr, "amr"),
-        None if cnf is _ABSENT else cnf,
+    # tuple.__new__ directly: the NamedTuple's own __new__ is a Python-level call.
+    return _new_claims(
+        Claims,
+        (
+            raw,
+            get("iss"),
+            get("sub"),
+            get("client_id"),
+            get("username"),
+            get("jti"),
+            get("token_type"),
+            get("acr"),
+            audience,
+            _scopes(raw),
+            exp,
+            iat,
+            nbf,
+            auth_time,
+            None if amr is _ABSENT else _string_list(amr, "amr"),
+            None if cnf is _ABSENT else cnf,
+        ),
     )
+
+
+_new_claims = tuple.__new__
 
 
 def check_times(
@@ -305,10 +319,17 @@ def to_token_info(
         frozen = None
     if frozen is None:
         raise InvalidClaims("The token claims are nested too deeply")
-    return TokenInfo.trusted(
-        issuer=issuer,
-        scopes=share_scopes(claims),
-        token_type=None if token_type is None else share(token_type),
-        claims=frozen,
-        source=source,
+    # What TokenInfo.trusted does, without its keyword-argument call.
+    return TokenInfo._assemble(
+        {
+            "active": True,
+            "issuer": issuer,
+            "scopes": share_scopes(claims),
+            "token_type": (
+                None if token_type is None else _SHARED.get(token_type) or share(token_type)
+            ),
+            "claims": frozen,
+            "source": source,
+            "cached": False,
+        }
     )

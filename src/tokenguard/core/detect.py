@@ -66,11 +66,12 @@ def detect(token: str) -> TokenFormat:
         if dots == 2:
             # [A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*, without a regular expression
             # (several times faster on a long token): base64url characters and the two
-            # dots only, header and payload not empty.
+            # dots only, header and payload not empty (the dots neither first nor adjacent).
+            first = token.find(".")
             if (
-                token.encode("ascii").translate(None, _B64URL_BYTES) != b".."
-                or token[0] == "."
-                or ".." in token
+                first == 0
+                or token[first + 1] == "."
+                or token.encode("ascii").translate(None, _B64URL_BYTES) != b".."
             ):
                 return TokenFormat.MALFORMED
             return TokenFormat.JWS

@@ -44,7 +44,7 @@ from .claims import (
 )
 from .detect import TokenFormat, detect
 from .discovery import Metadata
-from .dpop import DPoPProof
+from .dpop import DPoPProof, Proof
 from .events import SecurityEvent, check_set_type, event_cutoffs, read_set
 from .exchange import Fetch, HttpOutcome, HttpRequest, HttpResponse
 from .introspection import (
@@ -56,8 +56,8 @@ from .introspection import (
 )
 from .jose import JWS, check_typ, parse_jws, strict_json, verify_signature
 from .jwks import VerificationKey
-from .mtls import ClientCertificate
 from .needs import Joint
+from .observe import Observer, Trace
 from .policy import (
     IssuerRuntime,
     PolicyRuntime,
@@ -83,6 +83,7 @@ from .urls import well_known_urls
 
 if TYPE_CHECKING:
     from ..fleet.tier import FleetTier
+    from .mtls import ClientCertificate
 
 __all__ = ["Engine", "Flow"]
 
@@ -115,6 +116,7 @@ class Engine:
         self.binder = Binder(self.settings, list(config.policies))
         self.revocations = Revocations()
         self.fleet: FleetTier | None = None  # set by a fleet attached to the guard
+        self.observer = Observer()  # counters (guard.stats()) and a listener (tokenguard.otel)
         self._transmitters: dict[tuple[str, str], IssuerRuntime] = {}
         self._seen_events = SeenEvents()
         self._all_algorithms = frozenset().union(*(p.algorithms for p in runtimes))
@@ -159,22 +161,40 @@ class Engine:
         """A cached answer, or the flow that will produce one. ``dpop`` and
         ``certificate`` are what the request offers to prove a bound token's possession."""
         runtime = self.policy(policy)
-        digest = self.digest(token)
-        now = time.time()
-        assert isinstance(token, str)
-        presented = None
-        if dpop is not None or certificate is not None:
-            presented = self.binder.begin(runtime.binding, token, dpop, certificate, now)
-        if runtime.verified_cache_ttl:
-            cached = self.verified_cache.get(digest, runtime.name, now)
-            if cached is not None:
-                if not self.revocations.active or not self._revoked(cached, token, digest, now):
-                    if presented is None and runtime.binding.plain and "cnf" not in cached.claims:
-                        return cached  # the common case: a bearer token seen before
-                    self.binder.confirm(cached, presented, runtime.binding, now)
-                    return cached
-                self.verified_cache.forget(digest)  # the flow refuses it
-        return self._flow(token, digest, runtime, now, presented)
+        path = "none"
+        try:
+            digest = self.digest(token)
+            now = time.time()
+            assert isinstance(token, str)
+            presented = None
+            if dpop is not None or certificate is not None:
+                presented = self.binder.begin(runtime.binding, token, dpop, certificate, now)
+            if runtime.verified_cache_ttl:
+                cached = self.verified_cache.get(digest, runtime.name, now)
+                if cached is not None:
+                    if not self.revocations.active or not self._revoked(cached, token, digest, now):
+                        runtime.hits.n += 1  # the only count of the hot path (observe.py)
+                        if (
+                            presented is None
+                            and runtime.binding.plain
+                            and "cnf" not in cached.claims
+                        ):
+                            return cached  # the common case: a bearer token seen before
+                        path = "cache"
+                        proof = self.binder.confirm(cached, presented, runtime.binding, now)
+                        if proof is not None and self.fleet is not None:
+                            trace = Trace(runtime.name, detect(token).value, "cache", True)
+                            return self._observed(
+                                trace, self._claimed(cached, proof, now, self.fleet)
+                            )
+                        return cached
+                    self.verified_cache.forget(digest)  # the flow refuses it
+                self.observer.lookup("verified", False)
+        except TokenGuardError as error:
+            self.observer.refused_early(runtime.name, error, path)
+            raise
+        trace = Trace(runtime.name)
+        return self._observed(trace, self._flow(token, digest, runtime, now, presented, trace))
 
     def challenge(
         self, error: TokenGuardError, policy: str | Policy | None, dpop: DPoPProof | None
@@ -367,20 +387,31 @@ class Engine:
 
     # -- the flow -------------------------------------------------------------------
 
+    def _observed(self, trace: Trace, flow: Flow) -> Flow:
+        """``flow``, with its end told to the observer (core/observe.py)."""
+        try:
+            info = yield from flow
+        except TokenGuardError as error:
+            self.observer.finished(trace, error)
+            raise
+        self.observer.finished(trace, None)
+        return info
+
     def _flow(
         self,
         token: str,
         digest: bytes,
         policy: PolicyRuntime,
         now: float,
-        presented: Presented | None = None,
+        presented: Presented | None,
+        trace: Trace,
     ) -> Flow:
         """One validation. If the token is forgotten or revoked while it runs, whatever
         it learnt is dropped and it starts again: nothing obtained before a forget or a
         revocation is cached or served after it returns."""
         for _ in range(_MAX_RESTARTS):
             began = self.revocations.mark()
-            info = yield from self._attempt(token, digest, policy, now, began, presented)
+            info = yield from self._attempt(token, digest, policy, now, began, presented, trace)
             revocations = self.revocations
             if not revocations.touched_since(digest, began):
                 if revocations.cut_since(began) and self._revoked(info, token, digest, now):
@@ -388,12 +419,20 @@ class Engine:
                     self.verified_cache.forget(digest)
                     raise InactiveToken("The access token has been revoked")
                 if presented is not None and presented.proof is not None:
-                    # Last: only a DPoP proof whose request passed is remembered.
+                    # Last: only a DPoP proof whose request passed is remembered, here
+                    # first, then (a store need) across the fleet.
                     self.binder.claim(presented.proof, now)
+                    if self.fleet is not None:
+                        yield from self.binder.claim_shared(presented.proof, now, self.fleet)
                 return info
             self.verified_cache.forget(digest)  # undo what this attempt remembered
             now = time.time()
         raise ValidationUnavailable("The token kept being revoked during validation")
+
+    def _claimed(self, info: TokenInfo, proof: Proof, now: float, fleet: FleetTier) -> Flow:
+        """A cached token's answer once its DPoP proof is claimed across the fleet."""
+        yield from self.binder.claim_shared(proof, now, fleet)
+        return info
 
     def _attempt(
         self,
@@ -403,8 +442,12 @@ class Engine:
         now: float,
         began: int,
         presented: Presented | None,
+        trace: Trace,
     ) -> Flow:
-        path = route(detect(token), policy)
+        fmt = detect(token)
+        trace.format = fmt.value
+        path = route(fmt, policy)
+        trace.path = _PATHS[path]
         token_ids: tuple[bytes, ...] = (token_revocation_id(digest),)
         if self.revocations.active and self.revocations.is_revoked(token_ids, now):
             raise InactiveToken("The access token has been revoked")  # before any request
@@ -416,6 +459,7 @@ class Engine:
             introspected, was_cached = yield from self._introspect(
                 issuer, token, digest, policy, now, began
             )
+            trace.cached = was_cached
             claims = self._check_introspected(introspected, issuer, policy, now, opaque=True)
             proof = self.binder.match(claims.cnf, presented, policy.binding)
             info = to_token_info(
@@ -429,8 +473,10 @@ class Engine:
             jws = parse_jws(token, policy.algorithms)
             claims, issuer = self._check_jwt_claims(jws, policy, now)
             proof = self.binder.match(claims.cnf, presented, policy.binding)
-            issued_by = None if claims.iat is None else claims.iat + policy.leeway
-            keys = yield from self._keys(issuer, jws, now, issued_by)
+            keys = self._keys_in_hand(issuer, jws, now)
+            if keys is None:
+                issued_by = None if claims.iat is None else claims.iat + policy.leeway
+                keys = yield from self._keys(issuer, jws, now, issued_by)
             if not keys:
                 raise InvalidSignature("No trusted key matches the token")
             verify_signature(jws, keys)
@@ -443,6 +489,7 @@ class Engine:
                 introspected, was_cached = yield from self._introspect(
                     issuer, token, digest, policy, now, began
                 )
+                trace.cached = was_cached
                 self._check_introspected(introspected, issuer, policy, now, opaque=False)
                 source = "jwt+introspection"
             info = to_token_info(
@@ -547,6 +594,22 @@ class Engine:
 
     # -- the steps that may need the network ----------------------------------------
 
+    def _keys_in_hand(
+        self, issuer: IssuerRuntime, jws: JWS, now: float
+    ) -> tuple[VerificationKey, ...] | None:
+        """What :meth:`_keys` returns when it needs no fetch and the issuer's fresh key
+        set has keys for the token (the common case, without a generator); else None."""
+        alg, kid = jws.algorithm.name, jws.kid
+        state = issuer.jwks
+        static = issuer.static.candidates(alg, kid) if issuer.static else ()
+        if state is None:
+            return static
+        found = state.fresh_candidates(now, alg, kid)
+        if found is None:
+            return None
+        self.observer.lookup("jwks", True)  # as _keys counts it
+        return static + found if static else found
+
     def _keys(
         self, issuer: IssuerRuntime, jws: JWS, now: float, issued_by: float | None = None
     ) -> Generator[Fetch, Any, tuple[VerificationKey, ...]]:
@@ -559,9 +622,10 @@ class Engine:
         if state is None:
             return static
         fetched = state.wants_fetch(now, alg, kid, issued_by=issued_by)
+        self.observer.lookup("jwks", not fetched)
         if fetched:
             yield from self._fetch_jwks(issuer, now)
-        keyset = state.usable(now)
+        keyset = state.usable(now, verifying=True)
         if keyset is None:
             if static:
                 return static
@@ -592,6 +656,7 @@ class Engine:
                 if metadata is not None:
                     log.error("metadata of %s publishes no jwks_uri", issuer.issuer)
                 state.absorb(None, None, now)
+                self.observer.jwks_refreshed(issuer.issuer, ok=False)
                 return
 
         def complete(outcome: HttpOutcome) -> None:
@@ -607,6 +672,7 @@ class Engine:
             if document is None:
                 log.warning("JWKS of %s could not be fetched: %s", issuer.issuer, _why(outcome))
             state.absorb(document, cache_control, now)
+            self.observer.jwks_refreshed(issuer.issuer, ok=not state.failing)
 
         request = HttpRequest(
             "GET", uri, max_bytes=self.settings.max_jwks_bytes, headers=_JWKS_ACCEPT
@@ -619,7 +685,9 @@ class Engine:
         """The issuer's metadata: cached, or discovered (RFC 8414 first, then OIDC)."""
         state = issuer.metadata
         if not state.wants_fetch(now):
+            self.observer.lookup("metadata", True)
             return state.metadata
+        self.observer.lookup("metadata", False)
         configured = issuer.config.metadata_url
         urls = (configured,) if configured else well_known_urls(issuer.issuer)
         for url in urls:
@@ -658,6 +726,7 @@ class Engine:
                 max_active_age=policy.active_cache_age,
                 max_inactive_age=policy.inactive_cache_age,
             )
+            self.observer.lookup("introspection", record is not None)
             if record is not None:
                 return record, True
         client_auth = issuer.config.client_auth
@@ -792,6 +861,9 @@ class Engine:
 
 
 _UNSIGNED = "The authorization server's signed answer is not acceptable"
+
+#: ``tokenguard.path`` of each route (core/observe.py).
+_PATHS = {Route.LOCAL: "jwt", Route.INTROSPECT: "introspection", Route.BOTH: "jwt+introspection"}
 
 
 def _same(request: HttpRequest) -> HttpRequest:

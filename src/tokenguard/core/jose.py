@@ -18,6 +18,10 @@ break that count: text with such an escape is checked member by member instead.)
 
 Nothing parsed here outlives the call unless the caller keeps it: no interning and no
 memo is fed from a token before its signature is verified (docs/security.md, rule 1).
+The one memo here holds the JOSE headers of tokens whose signature verified with a
+trusted key (:func:`verify_signature`): the header of an issuer's tokens is the same
+from token to token, so a first-seen token from a known issuer skips decoding and
+checking it again. A request only ever reads the memo.
 """
 
 from __future__ import annotations
@@ -51,14 +55,17 @@ _MAX_KID_LENGTH = 256
 # The last character of a base64url string carries 4 (length % 4 == 2) or 2
 # (length % 4 == 3) bits of data followed by zero bits; anything else is a second
 # spelling of the same bytes, which we refuse so one token has one encoding.
-_CANONICAL_LAST = {
-    2: frozenset(b"AQgw"),
-    3: frozenset(b"AEIMQUYcgkosw048"),
-}
+# Indexed by length % 4 (1 never occurs: refused before).
+_CANONICAL_LAST: tuple[frozenset[int], ...] = (
+    frozenset(),
+    frozenset(),
+    frozenset(b"AQgw"),
+    frozenset(b"AEIMQUYcgkosw048"),
+)
 # "-_" become "+/"; "+", "/" and "=" in the input become "!", which strict decoding
 # refuses (so does any other character outside the alphabet).
 _TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/!!!")
-_PADDING = {2: b"==", 3: b"="}
+_PADDING = (b"", b"", b"==", b"=")
 _TYP_AT_JWT = frozenset({"at+jwt", "application/at+jwt"})
 _TYP_PLAIN = frozenset({"jwt", "application/jwt"})
 
@@ -176,6 +183,18 @@ class JWS(NamedTuple):
     algorithm: JWSAlgorithm
     kid: str | None
     typ: str | None
+    #: The header segment as parsed (mapped to the standard base64 alphabet): the key
+    #: under which :func:`verify_signature` remembers a verified header.
+    header_segment: bytes = b""
+
+
+# The checked headers of verified tokens, by their segment (see the module docstring):
+# (header, algorithm, kid, typ). Filled only by verify_signature, after a trusted key
+# verified the token; bounded in count and in segment length, cleared when full.
+_HEADERS: dict[bytes, tuple[dict[str, Any], JWSAlgorithm, str | None, str | None]] = {}
+_HEADERS_MAX = 256
+_HEADER_MEMO_LENGTH = 1024
+_new_jws = tuple.__new__
 
 
 def parse_jws(token: str, allowed_algorithms: frozenset[str]) -> JWS:
@@ -195,8 +214,29 @@ def parse_jws(token: str, allowed_algorithms: frozenset[str]) -> JWS:
     parts = raw.translate(_TO_STANDARD).split(b".")
     if len(parts) != 3:
         raise MalformedToken("A token segment is not valid base64url")
-    header = parse_json_object(_b64(parts[0]), "header")
+    head = parts[0]
+    known = _HEADERS.get(head)
+    if known is None:
+        header, algorithm, kid, typ = _read_header(head, allowed_algorithms)
+    else:
+        # A header that verified before passed every check below but the policy's own.
+        header, algorithm, kid, typ = known
+        if algorithm.name not in allowed_algorithms:
+            raise InvalidSignature("The token signing algorithm is not allowed")
 
+    signature = _b64(parts[2])
+    if not signature:
+        raise InvalidSignature("The token is not signed")
+    claims = parse_json_object(_b64(parts[1]), "payload")
+    # tuple.__new__ directly: the NamedTuple's own __new__ is a Python-level call.
+    signing_input = raw[: len(head) + len(parts[1]) + 1]
+    return _new_jws(JWS, (header, claims, signing_input, signature, algorithm, kid, typ, head))
+
+
+def _read_header(
+    segment: bytes, allowed_algorithms: frozenset[str]
+) -> tuple[dict[str, Any], JWSAlgorithm, str | None, str | None]:
+    header = parse_json_object(_b64(segment), "header")
     alg = header.get("alg")
     if type(alg) is not str:
         raise MalformedToken("The token header has no valid alg")
@@ -221,20 +261,7 @@ def parse_jws(token: str, allowed_algorithms: frozenset[str]) -> JWS:
         typ = None
     elif type(typ) is not str:
         raise MalformedToken("The token header has an invalid typ")
-
-    signature = _b64(parts[2])
-    if not signature:
-        raise InvalidSignature("The token is not signed")
-    claims = parse_json_object(_b64(parts[1]), "payload")
-    return JWS(
-        header,
-        claims,
-        raw[: len(parts[0]) + len(parts[1]) + 1],
-        signature,
-        REGISTRY[alg],
-        kid,
-        typ,
-    )
+    return header, REGISTRY[alg], kid, typ
 
 
 def check_typ(typ: str | None, *, accept_plain_jwt: bool) -> bool:
@@ -255,14 +282,24 @@ def check_typ(typ: str | None, *, accept_plain_jwt: bool) -> bool:
 def verify_signature(jws: JWS, keys: tuple[Any, ...]) -> Any:
     """Return the first of ``keys`` (VerificationKey) whose key verifies ``jws``.
 
-    ``keys`` were already filtered to fit the algorithm's key type and curve.
+    ``keys`` were already filtered to fit the algorithm's key type and curve, and are
+    trusted keys (an issuer's, a transmitter's, configured ones): never a key the token
+    or the request carries itself (a DPoP proof's ``jwk``), because a verified header is
+    remembered for the next token (see the module docstring).
     Raises :class:`InvalidSignature` if none does.
     """
     verify = jws.algorithm.verify
     for key in keys:
         try:
             if verify(key.key, jws.signing_input, jws.signature):
-                return key
+                break
         except (ValueError, TypeError):  # a signature of an impossible shape for this key
             continue
-    raise InvalidSignature()
+    else:
+        raise InvalidSignature()
+    segment = jws.header_segment
+    if segment and segment not in _HEADERS and len(segment) <= _HEADER_MEMO_LENGTH:
+        if len(_HEADERS) >= _HEADERS_MAX:
+            _HEADERS.clear()
+        _HEADERS[segment] = (jws.header, jws.algorithm, jws.kid, jws.typ)
+    return key

@@ -1,5 +1,9 @@
 """The DPoP proof replay cache (RFC 9449 §11.1), local to the process. No I/O.
 
+With a fleet, this cache is the first line: a proof it accepts is then claimed across the
+fleet (:meth:`tokenguard.fleet.tier.FleetTier.claim_proof`, under a name derived from
+the same :func:`proof_identity`).
+
 It holds a 16-byte digest per proof (of the proof key's thumbprint and its ``jti``, never
 the ``jti`` itself), added only once the proof verified and the token it came with
 validated: a request that fails leaves nothing behind. Every entry is kept for twice the
@@ -19,13 +23,19 @@ import math
 import threading
 from collections import deque
 
-__all__ = ["ReplayCache", "replay_key"]
+__all__ = ["ReplayCache", "proof_identity", "replay_key"]
+
+
+def proof_identity(thumbprint: str, jti: str) -> bytes:
+    """Who signed a proof and which ``jti`` it carries, as one unambiguous byte string
+    (the thumbprint length-prefixed). Never stored as is: hashed here, HMACed by a fleet."""
+    key = thumbprint.encode()
+    return len(key).to_bytes(4, "big") + key + jti.encode()
 
 
 def replay_key(thumbprint: str, jti: str) -> bytes:
     """The cache identity of a proof: who signed it and which ``jti`` it carries."""
-    key = thumbprint.encode()
-    data = len(key).to_bytes(4, "big") + key + jti.encode()
+    data = proof_identity(thumbprint, jti)
     return hashlib.sha256(b"tokenguard dpop-jti v1\x00" + data).digest()[:16]
 
 

@@ -8,6 +8,7 @@ then one call probes it. The outage and the recovery are logged once each.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 
@@ -19,8 +20,9 @@ log = logging.getLogger("tokenguard.fleet")
 class Breaker:
     """A thread-safe circuit breaker on the monotonic clock."""
 
-    def __init__(self, *, threshold: int = 3, cooldown: float = 5.0) -> None:
+    def __init__(self, *, threshold: int = 3, cooldown: float = 5.0, outage_note: str = "") -> None:
         self._threshold = threshold
+        self._note = outage_note
         self._cooldown = cooldown
         self._lock = threading.Lock()
         self._failures = 0
@@ -30,6 +32,13 @@ class Breaker:
     @property
     def is_open(self) -> bool:
         return self._open_until is not None
+
+    def retry_after(self) -> int:
+        """Whole seconds until Redis is asked again (at least 1)."""
+        until = self._open_until
+        if until is None:
+            return 1
+        return max(1, math.ceil(until - time.monotonic()))
 
     def allow(self) -> bool:
         """Whether to use Redis now (when open: one probe per cooldown)."""
@@ -64,6 +73,7 @@ class Breaker:
         if opened:
             log.warning(
                 "Redis unavailable (%s): validating with local caches and the authorization "
-                "server until it recovers",
+                "server until it recovers%s",
                 reason,
+                self._note,
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -25,9 +25,18 @@ class FleetSettings(BaseModel):
     Redis call, seconds) and ``lock_timeout`` (how long a token's flight lock lives: the
     wait of the others when the process introspecting it dies; default
     ``http_timeout`` + 1 s).
+
+    ``dpop_replay_when_down`` says what a DPoP proof gets when Redis cannot tell whether
+    another process of the fleet already accepted its ``jti`` (Redis down, slow, or the
+    circuit breaker open): ``"refuse"`` (the default: 503 with ``Retry-After``, the
+    client retries with a new proof once Redis answers) or ``"local"`` (this process's
+    own replay cache decides alone, as without a fleet: a proof replayed against
+    another process passes while Redis is unavailable). See docs/fleet.md.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True
+    )
 
     redis_url: SecretStr  # may carry a password
     secret: SecretStr
@@ -35,6 +44,7 @@ class FleetSettings(BaseModel):
     timeout: float = Field(default=0.25, gt=0, le=5)
     lock_timeout: float | None = Field(default=None, gt=0, le=60)
     startup_timeout: float = Field(default=2.0, ge=0, le=60)
+    dpop_replay_when_down: Literal["refuse", "local"] = "refuse"
 
     @model_validator(mode="before")
     @classmethod

@@ -16,8 +16,19 @@ Revocations
     A process that (re)connects loads the whole set before it serves; a revocation this
     process could not write (Redis down) waits in an outbox, written on reconnect.
 
+DPoP proofs
+    A proof's ``jti`` is claimed fleet-wide with one ``SET NX`` on a name derived (HMAC
+    under the fleet's name key) from the proof key's thumbprint and the ``jti``, kept
+    while any process could still accept the proof. Only a request that passed every
+    check gets here (the local replay cache claimed it first), so nothing an
+    unauthenticated request sends is written. The value is one constant byte: nothing is
+    ever read back.
+
 Redis trouble never fails a validation: any failure is a :class:`StoreFailure`, counted
 by the breaker; the flow carries on with the local caches and the authorization server.
+The one exception is a DPoP proof whose fleet-wide replay check cannot be made: refused
+(503) unless the fleet is configured to fall back on the local replay cache
+(``dpop_replay_when_down``).
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ..core.exchange import Fetch
 from ..core.introspection import IntrospectionRecord
@@ -58,6 +69,8 @@ _ANSWER = b"ia"
 _LOCK = b"lk"
 _REVOCATIONS = b"rv"
 _CHANNEL = b"revocations"
+_PROOF = b"dp"
+_PROOF_MARK = b"1"
 _MAX_REVOCATION_BYTES = 4096
 _FIRST_POLL = 0.004
 _MAX_POLL = 0.05
@@ -74,6 +87,9 @@ class FleetCounters:
     rejected: int = 0  # entries that failed authentication, type or size checks
     failures: int = 0  # Redis calls that failed
     revocations_received: int = 0
+    proofs_claimed: int = 0  # DPoP proof jtis written fleet-wide
+    proofs_replayed: int = 0  # DPoP proofs another process had accepted
+    proofs_unchecked: int = 0  # DPoP proofs Redis could not check (refused or local only)
 
 
 class FleetTier:
@@ -90,10 +106,13 @@ class FleetTier:
         max_entry_bytes: int,
         breaker: Breaker | None = None,
         max_outbox: int = 100_000,
+        dpop_replay_when_down: Literal["refuse", "local"] = "refuse",
     ) -> None:
         self.keys = keys
         self.revocations = revocations
-        self.breaker = breaker or Breaker()
+        self.dpop_replay_when_down = dpop_replay_when_down
+        note = "; DPoP proofs are refused (503)" if dpop_replay_when_down == "refuse" else ""
+        self.breaker = breaker or Breaker(outage_note=note)
         self.counters = FleetCounters()
         self._forget_digest = forget_digest
         self._lock_timeout = lock_timeout
@@ -201,6 +220,30 @@ class FleetTier:
         """Operations that drop the shared answers about a token."""
         names = tuple(self.keys.name(_ANSWER, i.encode() + b"\x00" + digest) for i in issuers)
         return (StoreDelete(names),)
+
+    # -- DPoP proofs ------------------------------------------------------------------
+
+    def claim_proof(self, identity: bytes, ttl: float) -> Generator[Any, Any, bool | None]:
+        """Claim a DPoP proof's identity (key thumbprint and ``jti``) for the whole
+        fleet for ``ttl`` seconds: True if no process had, False if one had (a replay),
+        None if Redis could not answer (down, timed out, breaker open)."""
+        if not self.breaker.allow():
+            self.counters.proofs_unchecked += 1
+            return None
+        name = self.keys.name(_PROOF, identity)
+        put = StorePut(name, _PROOF_MARK, ttl, only_if_absent=True)
+        results = yield Store((put,), complete=self._ok)
+        if results is None or isinstance(results[0], StoreFailure):
+            if results is not None:  # one command failed, not the round trip
+                self.counters.failures += 1
+                self.breaker.failure(results[0].reason)
+            self.counters.proofs_unchecked += 1
+            return None
+        if results[0] is True:
+            self.counters.proofs_claimed += 1
+            return True
+        self.counters.proofs_replayed += 1
+        return False
 
     # -- revocations ----------------------------------------------------------------
 

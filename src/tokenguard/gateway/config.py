@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..config import GuardConfig
+from ..config import GuardConfig, read_toml
 from ..errors import ConfigurationError
 from .routes import CompiledRoute, RouteTable, compile_glob
 
@@ -363,16 +362,7 @@ def load_gateway_config(source: str | Path | Mapping[str, Any]) -> GatewayConfig
     if isinstance(source, Mapping):
         data: Any = dict(source)
     else:
-        try:
-            text = Path(source).read_text(encoding="utf-8")
-        except OSError as error:
-            raise ConfigurationError(f"cannot read configuration file: {error.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigurationError("configuration file is not UTF-8") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigurationError(f"configuration file is not valid TOML: {error}") from None
+        data, text = read_toml(source)  # errors name the file and the line
     locator = _Locator(text or "")
     try:
         config = GatewayConfig.model_validate(data)
