@@ -71,7 +71,7 @@ def test_envoy_takes_the_original_path_after_its_prefix(
     # Envoy passes the gateway's status and challenge to the client: 401 stays 401.
     denied = client.post(f"{gateway.url}/envoy/orders/9", headers={"X-Forwarded-Proto": "https"})
     assert denied.status_code == 401
-    assert denied.headers["www-authenticate"] == "Bearer"
+    assert denied.headers["www-authenticate"].startswith("Bearer, DPoP algs=")
     unmatched = client.get(f"{gateway.url}/envoy/nothing/here", headers=headers)
     assert unmatched.status_code == 403
     # The bare prefix is the root path: no route for it here.

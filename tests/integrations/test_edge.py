@@ -22,6 +22,7 @@ from tokenguard.edge import Protection, Reply, RequestView, metadata_location, r
 from tokenguard.testing import AuthServer, guard_for
 
 TOKEN = "abc.def-ghi_jkl~mno+pq/r=="
+ALGS = "ES256 ES384 ES512 EdDSA Ed25519 PS256 PS384 PS512 RS256 RS384 RS512"
 
 
 def view(
@@ -110,8 +111,10 @@ def test_replies(protection: Protection) -> None:
     metadata = "https://api.example.com/.well-known/oauth-protected-resource/v1"
     missing = protection.reply(MissingToken())
     assert missing.status == 401
+    # The policy accepts DPoP too (the default): the bare challenge offers both schemes.
     assert missing.header_map["WWW-Authenticate"] == (
-        f'Bearer realm="api", resource_metadata="{metadata}"'
+        f'Bearer realm="api", resource_metadata="{metadata}", '
+        f'DPoP realm="api", algs="{ALGS}", resource_metadata="{metadata}"'
     )
     assert json.loads(missing.body) == {"error_description": "An access token is required"}
     scope = protection.reply(InsufficientScope(["o:read"]))
@@ -291,3 +294,27 @@ def test_credentials_give_the_scheme(protection: Protection) -> None:
     for value in (f" {TOKEN}", f"{TOKEN} ", f"Bearer {TOKEN}"):
         with pytest.raises(InvalidRequest):
             protection.credentials(view(method="POST").with_form([value]))
+
+
+@pytest.mark.parametrize(
+    ("dpop", "expected"),
+    [
+        ("required", f'DPoP algs="{ALGS}"'),
+        ("disabled", "Bearer"),
+        ("allowed", f'Bearer, DPoP algs="{ALGS}"'),
+    ],
+)
+def test_errors_raised_before_the_guard_challenge_as_the_policy_says(
+    dpop: str, expected: str
+) -> None:
+    # No token, or a malformed header, never reaches the guard: the challenge still
+    # offers what the policy accepts (RFC 9449 §7.1), not Bearer alone.
+    with TokenGuard(
+        issuers=[{"issuer": "https://as.example.com"}],
+        policies=[Policy(name="p", audience="urn:p", dpop=dpop)],
+    ) as guard:
+        protection = Protection(guard)
+        assert protection.reply(MissingToken()).header_map["WWW-Authenticate"] == expected
+        malformed = protection.reply(InvalidRequest()).header_map["WWW-Authenticate"]
+        assert malformed.startswith(expected.split(" ", maxsplit=1)[0].rstrip(","))
+        assert 'error="invalid_request"' in malformed

@@ -155,3 +155,16 @@ def test_two_headers_of_different_schemes_are_400(served: str, auth: AuthServer)
         response = _send(served, headers)
         assert response.status_code == 400, (first, second, response.text)
         assert _error(response)["error"] == "invalid_request"
+
+
+def test_a_request_without_a_token_is_offered_every_scheme_the_policy_accepts(
+    served: str,
+) -> None:
+    # The default policy accepts DPoP-bound tokens too (RFC 9449 §7.1): the bare
+    # challenge offers both schemes, with the DPoP algorithms, and no error code.
+    for headers in ([], [(b"authorization", b"Basic dTpw")]):
+        response = _send(served, headers)
+        assert response.status_code == 401
+        challenge = response.headers["www-authenticate"]
+        assert challenge.startswith('Bearer realm="edge", DPoP realm="edge", algs="'), challenge
+        assert "error=" not in challenge
