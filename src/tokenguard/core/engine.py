@@ -56,7 +56,6 @@ from .introspection import (
 )
 from .jose import JWS, check_typ, parse_jws, strict_json, verify_signature
 from .jwks import VerificationKey
-from .mtls import ClientCertificate
 from .needs import Joint
 from .observe import Observer, Trace
 from .policy import (
@@ -84,6 +83,7 @@ from .urls import well_known_urls
 
 if TYPE_CHECKING:
     from ..fleet.tier import FleetTier
+    from .mtls import ClientCertificate
 
 __all__ = ["Engine", "Flow"]
 
