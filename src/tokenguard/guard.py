@@ -14,7 +14,6 @@ from .config import GuardConfig, Issuer, Policy, Settings, build_config, load_co
 from .core.dpop import DPoPProof
 from .core.engine import Engine
 from .core.events import SecurityEvent
-from .core.mtls import ClientCertificate
 from .errors import InvalidToken, TokenGuardError
 from .models import TokenInfo
 
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     # one, not by `import tokenguard` (cold start, issue 10 §4).
     import httpx
 
+    from .core.mtls import ClientCertificate
     from .shells.aio import AsyncShell
     from .shells.limits import Capacities
     from .shells.sync import SyncShell

@@ -56,7 +56,6 @@ from .introspection import (
 )
 from .jose import JWS, check_typ, parse_jws, strict_json, verify_signature
 from .jwks import VerificationKey
-from .mtls import ClientCertificate
 from .needs import Joint
 from .observe import Observer, Trace
 from .policy import (
@@ -84,6 +83,7 @@ from .urls import well_known_urls
 
 if TYPE_CHECKING:
     from ..fleet.tier import FleetTier
+    from .mtls import ClientCertificate
 
 __all__ = ["Engine", "Flow"]
 
@@ -607,6 +607,7 @@ class Engine:
         found = state.fresh_candidates(now, alg, kid)
         if found is None:
             return None
+        self.observer.lookup("jwks", True)  # as _keys counts it
         return static + found if static else found
 
     def _keys(
