@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -548,3 +549,22 @@ def test_validate_points_at_inspect_for_a_jwt_of_another_issuer_or_audience(
     assert answer["hints"] == [
         "`tokenguard inspect` shows the token's aud; --audience must be one of its values"
     ]
+
+
+def test_fleet_demo_never_prints_the_redis_credentials(capsys: pytest.CaptureFixture[str]) -> None:
+    """No Redis answers at the URL given: the demo starts a private one and says so,
+    naming the address without the password the URL carries."""
+    import shutil
+
+    from tokenguard.cli.fleet_demo import _redis
+
+    if shutil.which("redis-server") is None:  # pragma: no cover - installed by ./dev test
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with _redis(f"redis://demo:s3cret-word@127.0.0.1:{port}/0") as private:
+        assert private.startswith("redis://127.0.0.1:")
+    out = capsys.readouterr().out
+    assert f"(no Redis at 127.0.0.1:{port}/0: started a private redis-server" in out
+    assert "s3cret-word" not in out
