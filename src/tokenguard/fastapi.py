@@ -175,7 +175,12 @@ async def _form_tokens(request: Request) -> list[str]:
     body: bytes | None = getattr(request, "_body", None)
     if body is None:
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > _MAX_FORM_BYTES):
+        small = length is not None and length.isdigit() and int(length) <= _MAX_FORM_BYTES
+        if not small and "authorization" in request.headers:
+            # The token comes in the header: a large (or unsized) form is the route's,
+            # left unread here rather than refused.
+            return []
+        if length is not None and not small:
             raise InvalidRequest("The form body is too large to carry an access token")
         chunks = bytearray()
         async for chunk in request.stream():
