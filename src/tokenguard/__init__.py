@@ -48,9 +48,24 @@ from .models import TokenInfo
 # checkers and IDEs see it while the import happens on first attribute access; add it to
 # __all__ too. Adapters are not re-exported here at all: `tokenguard.fastapi`, ...
 if TYPE_CHECKING:
-    pass
+    from .stats import (
+        CachesStats,
+        CacheStats,
+        FleetStats,
+        GuardStats,
+        IssuerStats,
+        ValidationStats,
+    )
 
-_LAZY: dict[str, str] = {}  # public name -> module (relative to this package)
+_LAZY: dict[str, str] = {  # public name -> module (relative to this package)
+    # guard.stats(): pydantic models built on first use (tokenguard.stats)
+    "CacheStats": ".stats",
+    "CachesStats": ".stats",
+    "FleetStats": ".stats",
+    "GuardStats": ".stats",
+    "IssuerStats": ".stats",
+    "ValidationStats": ".stats",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -64,13 +79,17 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BearerToken",
+    "CacheStats",
+    "CachesStats",
     "Challenge",
     "ClientSecretBasic",
     "ClientSecretPost",
     "ConfigurationError",
     "DPoPProof",
     "ExpiredToken",
+    "FleetStats",
     "GuardConfig",
+    "GuardStats",
     "InactiveToken",
     "InsufficientScope",
     "InsufficientUserAuthentication",
@@ -82,6 +101,7 @@ __all__ = [
     "InvalidToken",
     "InvalidTokenBinding",
     "Issuer",
+    "IssuerStats",
     "MalformedToken",
     "MissingToken",
     "Mode",
@@ -97,6 +117,7 @@ __all__ = [
     "UnsupportedToken",
     "UntrustedIssuer",
     "UseDPoPNonce",
+    "ValidationStats",
     "ValidationUnavailable",
     "__version__",
     "bearer_token",

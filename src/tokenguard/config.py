@@ -8,7 +8,6 @@ mapping (:func:`load_config`). Secrets may be given as ``<name>_env`` in a file.
 from __future__ import annotations
 
 import re
-import tomllib
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -382,7 +381,8 @@ class GuardConfig(BaseModel):
 
     issuers: tuple[Issuer, ...] = Field(min_length=1)
     policies: tuple[Policy, ...] = Field(min_length=1)
-    settings: Settings = Settings()
+    # A factory: a default instance here would build Settings' schema at import.
+    settings: Settings = Field(default_factory=Settings)
     fleet: FleetSettings | None = None
 
     @model_validator(mode="after")
@@ -456,6 +456,8 @@ def read_toml(source: str | Path) -> tuple[dict[str, Any], str]:
         )
     if problem is not None:
         raise ConfigurationError(problem)
+    import tomllib  # only for configuration files (not imported by ``import tokenguard``)
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

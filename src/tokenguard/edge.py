@@ -15,8 +15,9 @@ hands it to a :class:`Protection`, and writes back either the :class:`TokenInfo`
   bare challenge without an error code (RFC 6750 §3.1). Never the token, never a claim;
 * the RFC 9728 protected resource metadata document and where it is served.
 
-The DPoP and mTLS work reads more off the same view (``DPoP`` header, client
-certificate): a new field here and one line in each adapter's reader.
+* sender-constrained tokens: ``Authorization: DPoP <token>`` with its ``DPoP`` header,
+  method and URL (RFC 9449 §7.1), and the client certificate an adapter or the gateway
+  found (RFC 8705), handed to the guard (:meth:`Protection.credentials`).
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
 from .bearer import is_token68, parse_authorization
 from .config import SCOPE_TOKEN, Policy
+from .core.dpop import DPoPProof
+from .core.mtls import ClientCertificate
 from .errors import (
     ConfigurationError,
     InsufficientScope,
@@ -45,6 +48,7 @@ from .models import TokenInfo
 
 __all__ = [
     "METADATA_PATH",
+    "Credentials",
     "Protection",
     "Reply",
     "RequestView",
@@ -82,6 +86,8 @@ class RequestView:
         url: builds the absolute request URL when a rule needs it (never on the hot path).
         form_tokens: the ``access_token`` values of a form body, read by the adapter only
             when :meth:`Protection.wants_form` said so.
+        client_certificate: the client certificate of the request's TLS connection (or
+            of a proxy header the deployment trusts), PEM or DER; None when there is none.
     """
 
     method: str = "GET"
@@ -89,10 +95,22 @@ class RequestView:
     query: str = ""
     url: Callable[[], str] | None = None
     form_tokens: tuple[str, ...] = ()
+    client_certificate: ClientCertificate | None = None
 
     def with_form(self, tokens: Iterable[str]) -> RequestView:
         """This view with the ``access_token`` values read from a form body."""
         return replace(self, form_tokens=tuple(tokens))
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a request presents, for :meth:`TokenGuard.validate`: the access token, the
+    DPoP context (None for a bearer request without a ``DPoP`` header) and the client
+    certificate."""
+
+    token: str = field(repr=False)
+    dpop: DPoPProof | None = None
+    client_certificate: ClientCertificate | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +330,31 @@ class Protection:
             raise MissingToken()
         return token
 
+    def read(self, request: RequestView) -> Credentials:
+        """Everything ``request`` presents for the guard: the access token
+        (:meth:`credentials`), the DPoP context and the client certificate.
+
+        With the ``DPoP`` scheme (RFC 9449 §7.1), its ``DPoP`` header values (one
+        expected: two are handed on and refused by the guard), method and URL go with the
+        token. A ``Bearer`` request with a stray ``DPoP`` header hands it on under the
+        ``Bearer`` scheme (the guard ignores it for a bearer token and refuses a
+        DPoP-bound token sent as bearer; the URL is not built). A bearer request without
+        one gives no DPoP context (the guard's fast path). The client certificate is
+        passed as the adapter read it. Raises like :meth:`credentials`.
+        """
+        scheme, token = self.credentials(request)
+        proofs = request.headers("dpop")
+        dpop = None
+        if scheme == "DPoP" or proofs:
+            proof: str | tuple[str, ...] | None = None
+            if len(proofs) == 1:
+                proof = proofs[0]
+            elif proofs:
+                proof = tuple(proofs)  # refused: exactly one DPoP header (RFC 9449 §4.3)
+            url = request.url() if scheme == "DPoP" and request.url is not None else ""
+            dpop = DPoPProof(proof, request.method, url, scheme)
+        return Credentials(token, dpop, request.client_certificate)
+
     # -- validating ---------------------------------------------------------------------
 
     def authorize(self, info: TokenInfo, scopes: Iterable[str] = ()) -> TokenInfo:
@@ -328,12 +371,24 @@ class Protection:
 
     def validate(self, request: RequestView, scopes: Iterable[str] = ()) -> TokenInfo:
         """Read, validate (sync) and authorize: the whole check of a sync adapter."""
-        info = self.guard.validate(self.token(request), self.policy_name)
+        found = self.read(request)
+        info = self.guard.validate(
+            found.token,
+            self.policy_name,
+            dpop=found.dpop,
+            client_certificate=found.client_certificate,
+        )
         return self.authorize(info, scopes)
 
     async def avalidate(self, request: RequestView, scopes: Iterable[str] = ()) -> TokenInfo:
         """Read, validate (async, never blocking the loop) and authorize."""
-        info = await self.guard.avalidate(self.token(request), self.policy_name)
+        found = self.read(request)
+        info = await self.guard.avalidate(
+            found.token,
+            self.policy_name,
+            dpop=found.dpop,
+            client_certificate=found.client_certificate,
+        )
         return self.authorize(info, scopes)
 
     # -- writing the answer -------------------------------------------------------------

@@ -14,7 +14,6 @@ from .config import GuardConfig, Issuer, Policy, Settings, build_config, load_co
 from .core.dpop import DPoPProof
 from .core.engine import Engine
 from .core.events import SecurityEvent
-from .core.mtls import ClientCertificate
 from .errors import InvalidToken, TokenGuardError
 from .models import TokenInfo
 
@@ -23,12 +22,18 @@ if TYPE_CHECKING:
     # one, not by `import tokenguard` (cold start, issue 10 §4).
     import httpx
 
+    from .core.mtls import ClientCertificate
     from .shells.aio import AsyncShell
     from .shells.limits import Capacities
     from .shells.sync import SyncShell
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from .otel import Instrumentation
     from .redis import RedisFleet
+    from .stats import GuardStats
 
 __all__ = ["TokenGuard"]
 
@@ -116,6 +121,7 @@ class TokenGuard:
                         self._clients[0],
                         self._stores[0],
                         capacities=self._shared_capacities(),
+                        observer=self._engine.observer,
                     )
                 shell = self._sync_shell
         return shell
@@ -134,6 +140,7 @@ class TokenGuard:
                         self._clients[1],
                         self._stores[1],
                         capacities=self._shared_capacities(),
+                        observer=self._engine.observer,
                     )
                 shell = self._async_shell
         return shell
@@ -181,7 +188,11 @@ class TokenGuard:
             step = self._engine.start(token, policy, dpop, client_certificate)
             if isinstance(step, TokenInfo):
                 return step
-            return self._sync.run(step)
+            listener = self._engine.observer.listener
+            if listener is None:
+                return self._sync.run(step)
+            with listener.validation():
+                return self._sync.run(step)
         except TokenGuardError as error:
             self._refused(error, policy, dpop)
             raise
@@ -199,7 +210,11 @@ class TokenGuard:
             step = self._engine.start(token, policy, dpop, client_certificate)
             if isinstance(step, TokenInfo):
                 return step
-            return await self._async.run(step)
+            listener = self._engine.observer.listener
+            if listener is None:
+                return await self._async.run(step)
+            with listener.validation():
+                return await self._async.run(step)
         except TokenGuardError as error:
             self._refused(error, policy, dpop)
             raise
@@ -303,6 +318,31 @@ class TokenGuard:
             token, issuer=issuer, audience=audience, jwks_uri=jwks_uri
         )
         return await self._async.run(flow)
+
+    def stats(self) -> GuardStats:
+        """What this guard has counted since it was made (this process): validations by
+        policy, result and path, cache hits and misses, key-set refreshes, stale-key use,
+        introspections and their latency, single-flight joins, the fleet's errors and
+        circuit. Works without OpenTelemetry; :mod:`tokenguard.otel` exports the same
+        counters as metrics. Counting costs one integer increment on the cached path."""
+        from .stats import snapshot  # its models are built on first use, not at import
+
+        return snapshot(self._engine)
+
+    def instrument(
+        self,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> Instrumentation:
+        """Report to OpenTelemetry (needs ``tokenguard[otel]``): a span per validation
+        that needed work with child spans for its requests, and the metrics of
+        ``docs/observability.md``. Without providers, the application's global ones
+        (a no-op until it configures an SDK). Returns the instrumentation; its
+        ``uninstrument()`` stops it. See :func:`tokenguard.otel.instrument`."""
+        from .otel import instrument
+
+        return instrument(self, tracer_provider=tracer_provider, meter_provider=meter_provider)
 
     @property
     def fleet(self) -> RedisFleet | None:

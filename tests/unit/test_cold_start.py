@@ -23,6 +23,12 @@ NOT_AT_IMPORT = (
     "tokenguard.cli",
     "tokenguard.shells",
     "tokenguard.testing",
+    "cryptography.x509",  # client certificates (RFC 8705): read when one is first presented
+    "tomllib",  # configuration files: load_config
+    # pydantic's plugin loader, run when a model's schema is first built: no schema is
+    # built at import (every model defers it), so neither it nor the email package loads.
+    "importlib.metadata",
+    "email",
 )
 
 
@@ -71,3 +77,13 @@ def test_unknown_public_names_still_raise_attribute_error() -> None:
 
     with pytest.raises(AttributeError, match="no_such_name"):
         tokenguard.no_such_name  # noqa: B018
+
+
+def test_client_certificate_alias_still_resolves_at_run_time() -> None:
+    from cryptography import x509
+
+    from tokenguard.core import mtls
+
+    assert x509.Certificate in mtls.ClientCertificate.__args__
+    with pytest.raises(AttributeError, match="no_such_name"):
+        mtls.no_such_name  # noqa: B018

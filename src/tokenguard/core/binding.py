@@ -55,12 +55,13 @@ from ..models import TokenInfo
 from .claims import Claims
 from .dpop import DPoPProof, DPoPRules, Proof, read_proof, verify_proof
 from .jwks import VerificationKey
-from .mtls import ClientCertificate, matches_certificate
+from .mtls import matches_certificate
 from .nonces import NonceSource
 from .replay import ReplayCache, proof_identity, replay_key
 
 if TYPE_CHECKING:
     from ..fleet.tier import FleetTier
+    from .mtls import ClientCertificate
 
 __all__ = ["Binder", "BindingRules", "Presented", "binding_rules", "check_binding"]
 

@@ -56,8 +56,8 @@ from .introspection import (
 )
 from .jose import JWS, check_typ, parse_jws, strict_json, verify_signature
 from .jwks import VerificationKey
-from .mtls import ClientCertificate
 from .needs import Joint
+from .observe import Observer, Trace
 from .policy import (
     IssuerRuntime,
     PolicyRuntime,
@@ -83,6 +83,7 @@ from .urls import well_known_urls
 
 if TYPE_CHECKING:
     from ..fleet.tier import FleetTier
+    from .mtls import ClientCertificate
 
 __all__ = ["Engine", "Flow"]
 
@@ -115,6 +116,7 @@ class Engine:
         self.binder = Binder(self.settings, list(config.policies))
         self.revocations = Revocations()
         self.fleet: FleetTier | None = None  # set by a fleet attached to the guard
+        self.observer = Observer()  # counters (guard.stats()) and a listener (tokenguard.otel)
         self._transmitters: dict[tuple[str, str], IssuerRuntime] = {}
         self._seen_events = SeenEvents()
         self._all_algorithms = frozenset().union(*(p.algorithms for p in runtimes))
@@ -159,24 +161,40 @@ class Engine:
         """A cached answer, or the flow that will produce one. ``dpop`` and
         ``certificate`` are what the request offers to prove a bound token's possession."""
         runtime = self.policy(policy)
-        digest = self.digest(token)
-        now = time.time()
-        assert isinstance(token, str)
-        presented = None
-        if dpop is not None or certificate is not None:
-            presented = self.binder.begin(runtime.binding, token, dpop, certificate, now)
-        if runtime.verified_cache_ttl:
-            cached = self.verified_cache.get(digest, runtime.name, now)
-            if cached is not None:
-                if not self.revocations.active or not self._revoked(cached, token, digest, now):
-                    if presented is None and runtime.binding.plain and "cnf" not in cached.claims:
-                        return cached  # the common case: a bearer token seen before
-                    proof = self.binder.confirm(cached, presented, runtime.binding, now)
-                    if proof is not None and self.fleet is not None:
-                        return self._claimed(cached, proof, now, self.fleet)
-                    return cached
-                self.verified_cache.forget(digest)  # the flow refuses it
-        return self._flow(token, digest, runtime, now, presented)
+        path = "none"
+        try:
+            digest = self.digest(token)
+            now = time.time()
+            assert isinstance(token, str)
+            presented = None
+            if dpop is not None or certificate is not None:
+                presented = self.binder.begin(runtime.binding, token, dpop, certificate, now)
+            if runtime.verified_cache_ttl:
+                cached = self.verified_cache.get(digest, runtime.name, now)
+                if cached is not None:
+                    if not self.revocations.active or not self._revoked(cached, token, digest, now):
+                        runtime.hits.n += 1  # the only count of the hot path (observe.py)
+                        if (
+                            presented is None
+                            and runtime.binding.plain
+                            and "cnf" not in cached.claims
+                        ):
+                            return cached  # the common case: a bearer token seen before
+                        path = "cache"
+                        proof = self.binder.confirm(cached, presented, runtime.binding, now)
+                        if proof is not None and self.fleet is not None:
+                            trace = Trace(runtime.name, detect(token).value, "cache", True)
+                            return self._observed(
+                                trace, self._claimed(cached, proof, now, self.fleet)
+                            )
+                        return cached
+                    self.verified_cache.forget(digest)  # the flow refuses it
+                self.observer.lookup("verified", False)
+        except TokenGuardError as error:
+            self.observer.refused_early(runtime.name, error, path)
+            raise
+        trace = Trace(runtime.name)
+        return self._observed(trace, self._flow(token, digest, runtime, now, presented, trace))
 
     def challenge(
         self, error: TokenGuardError, policy: str | Policy | None, dpop: DPoPProof | None
@@ -369,20 +387,31 @@ class Engine:
 
     # -- the flow -------------------------------------------------------------------
 
+    def _observed(self, trace: Trace, flow: Flow) -> Flow:
+        """``flow``, with its end told to the observer (core/observe.py)."""
+        try:
+            info = yield from flow
+        except TokenGuardError as error:
+            self.observer.finished(trace, error)
+            raise
+        self.observer.finished(trace, None)
+        return info
+
     def _flow(
         self,
         token: str,
         digest: bytes,
         policy: PolicyRuntime,
         now: float,
-        presented: Presented | None = None,
+        presented: Presented | None,
+        trace: Trace,
     ) -> Flow:
         """One validation. If the token is forgotten or revoked while it runs, whatever
         it learnt is dropped and it starts again: nothing obtained before a forget or a
         revocation is cached or served after it returns."""
         for _ in range(_MAX_RESTARTS):
             began = self.revocations.mark()
-            info = yield from self._attempt(token, digest, policy, now, began, presented)
+            info = yield from self._attempt(token, digest, policy, now, began, presented, trace)
             revocations = self.revocations
             if not revocations.touched_since(digest, began):
                 if revocations.cut_since(began) and self._revoked(info, token, digest, now):
@@ -413,8 +442,12 @@ class Engine:
         now: float,
         began: int,
         presented: Presented | None,
+        trace: Trace,
     ) -> Flow:
-        path = route(detect(token), policy)
+        fmt = detect(token)
+        trace.format = fmt.value
+        path = route(fmt, policy)
+        trace.path = _PATHS[path]
         token_ids: tuple[bytes, ...] = (token_revocation_id(digest),)
         if self.revocations.active and self.revocations.is_revoked(token_ids, now):
             raise InactiveToken("The access token has been revoked")  # before any request
@@ -426,6 +459,7 @@ class Engine:
             introspected, was_cached = yield from self._introspect(
                 issuer, token, digest, policy, now, began
             )
+            trace.cached = was_cached
             claims = self._check_introspected(introspected, issuer, policy, now, opaque=True)
             proof = self.binder.match(claims.cnf, presented, policy.binding)
             info = to_token_info(
@@ -455,6 +489,7 @@ class Engine:
                 introspected, was_cached = yield from self._introspect(
                     issuer, token, digest, policy, now, began
                 )
+                trace.cached = was_cached
                 self._check_introspected(introspected, issuer, policy, now, opaque=False)
                 source = "jwt+introspection"
             info = to_token_info(
@@ -586,9 +621,10 @@ class Engine:
         if state is None:
             return static
         fetched = state.wants_fetch(now, alg, kid, issued_by=issued_by)
+        self.observer.lookup("jwks", not fetched)
         if fetched:
             yield from self._fetch_jwks(issuer, now)
-        keyset = state.usable(now)
+        keyset = state.usable(now, verifying=True)
         if keyset is None:
             if static:
                 return static
@@ -619,6 +655,7 @@ class Engine:
                 if metadata is not None:
                     log.error("metadata of %s publishes no jwks_uri", issuer.issuer)
                 state.absorb(None, None, now)
+                self.observer.jwks_refreshed(issuer.issuer, ok=False)
                 return
 
         def complete(outcome: HttpOutcome) -> None:
@@ -634,6 +671,7 @@ class Engine:
             if document is None:
                 log.warning("JWKS of %s could not be fetched: %s", issuer.issuer, _why(outcome))
             state.absorb(document, cache_control, now)
+            self.observer.jwks_refreshed(issuer.issuer, ok=not state.failing)
 
         request = HttpRequest(
             "GET", uri, max_bytes=self.settings.max_jwks_bytes, headers=_JWKS_ACCEPT
@@ -646,7 +684,9 @@ class Engine:
         """The issuer's metadata: cached, or discovered (RFC 8414 first, then OIDC)."""
         state = issuer.metadata
         if not state.wants_fetch(now):
+            self.observer.lookup("metadata", True)
             return state.metadata
+        self.observer.lookup("metadata", False)
         configured = issuer.config.metadata_url
         urls = (configured,) if configured else well_known_urls(issuer.issuer)
         for url in urls:
@@ -685,6 +725,7 @@ class Engine:
                 max_active_age=policy.active_cache_age,
                 max_inactive_age=policy.inactive_cache_age,
             )
+            self.observer.lookup("introspection", record is not None)
             if record is not None:
                 return record, True
         client_auth = issuer.config.client_auth
@@ -819,6 +860,9 @@ class Engine:
 
 
 _UNSIGNED = "The authorization server's signed answer is not acceptable"
+
+#: ``tokenguard.path`` of each route (core/observe.py).
+_PATHS = {Route.LOCAL: "jwt", Route.INTROSPECT: "introspection", Route.BOTH: "jwt+introspection"}
 
 
 def _same(request: HttpRequest) -> HttpRequest:

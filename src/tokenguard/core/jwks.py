@@ -164,6 +164,7 @@ class JwksState:
         self._early_gap = _EARLY_GAP_MIN
         self._failed = False
         self._stale_logged = False
+        self.stale_uses = 0  # validations served by last-known-good keys (core/observe.py)
 
     @property
     def failing(self) -> bool:
@@ -274,9 +275,10 @@ class JwksState:
             self._failed = False
         log.info("JWKS of %s refreshed: %d usable keys", self.issuer, len(keys.keys))
 
-    def usable(self, now: float) -> KeySet | None:
+    def usable(self, now: float, *, verifying: bool = False) -> KeySet | None:
         """The key set to verify with now: fresh, or last-known-good within the stale
-        window (logged), or None when there is nothing trustworthy."""
+        window (logged), or None when there is nothing trustworthy. ``verifying``: a
+        token is about to be verified with it (a stale set's use is counted)."""
         with self._lock:
             keys = self._keys
             if keys is None:
@@ -289,6 +291,8 @@ class JwksState:
                 return None
             first = not self._stale_logged
             self._stale_logged = True
+            if verifying:
+                self.stale_uses += 1
         if first:
             log.warning(
                 "JWKS of %s could not be refreshed; using last-known-good keys (%.0fs stale)",

@@ -9,22 +9,39 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidTokenBinding
 from .dpop import b64url_encode
 
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from cryptography import x509
+
+    #: A client certificate as callers hold it: PEM text or bytes, DER bytes, or a
+    #: parsed one.
+    ClientCertificate: TypeAlias = str | bytes | x509.Certificate
+
 __all__ = ["ClientCertificate", "certificate_thumbprint", "matches_certificate"]
 
-#: A client certificate as callers hold it: PEM text or bytes, DER bytes, or a parsed one.
-ClientCertificate = str | bytes | x509.Certificate
+
+def __getattr__(name: str) -> Any:
+    # cryptography.x509 is imported when a certificate is first read, not by
+    # ``import tokenguard`` (issue 10 §4); the alias is built on demand the same way.
+    if name == "ClientCertificate":
+        from cryptography import x509
+
+        return str | bytes | x509.Certificate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def certificate_thumbprint(certificate: ClientCertificate) -> str:
     """``x5t#S256`` of a certificate. Raises :class:`InvalidTokenBinding` if it is not
     one (the first of a PEM chain counts)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     try:
         if isinstance(certificate, x509.Certificate):
             der = certificate.public_bytes(Encoding.DER)

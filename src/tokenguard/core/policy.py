@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import GuardConfig, Issuer, Policy
 from ..errors import ConfigurationError, MalformedToken, UnsupportedToken
@@ -14,6 +14,7 @@ from .claims import REGISTERED_CLAIMS
 from .detect import TokenFormat
 from .discovery import MetadataState
 from .jwks import JwksState, KeySet, static_keyset
+from .observe import HitCount
 from .requirements import StepUp
 
 __all__ = [
@@ -74,6 +75,8 @@ class PolicyRuntime:
     binding: BindingRules  # DPoP / mTLS (core/binding.py)
     step_up: StepUp | None = None  # RFC 9470 acr_values / max_age
     keep: frozenset[str] | None = None  # the claims kept of a validated token (None: all)
+    # Verified-token cache hits (core/observe.py): the one counter of the hot path.
+    hits: HitCount = field(default_factory=HitCount, compare=False, repr=False)
 
 
 def route(fmt: TokenFormat, policy: PolicyRuntime) -> Route:

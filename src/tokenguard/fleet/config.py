@@ -34,7 +34,9 @@ class FleetSettings(BaseModel):
     another process passes while Redis is unavailable). See docs/fleet.md.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True
+    )
 
     redis_url: SecretStr  # may carry a password
     secret: SecretStr

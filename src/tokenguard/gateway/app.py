@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 
-from .. import DPoPProof
 from ..edge import Protection, RequestView
 from ..errors import InvalidRequest, TokenGuardError
 from ..guard import TokenGuard
@@ -241,15 +240,12 @@ class GatewayApp:
         """The guard's answer for the forwarded credentials: a bearer token (read by the
         RFC 6750 rules the framework adapters share), or a DPoP-bound token with its
         proof (RFC 9449), and the client certificate (RFC 8705) when the proxy sent one."""
-        scheme, token = _credentials(forwarded, protection)
-        dpop = None
-        if scheme == "DPoP" or forwarded.dpop is not None:
-            url = forwarded.url()
-            # No scheme or host from the proxy: htu cannot match and the proof fails.
-            dpop = DPoPProof(forwarded.dpop, forwarded.method, url or "", scheme)
-        certificate = decode_certificate(contract, forwarded.client_cert)
+        found = protection.read(_view(contract, forwarded))
         return await self.guard.avalidate(
-            token, protection.policy_name, dpop=dpop, client_certificate=certificate
+            found.token,
+            protection.policy_name,
+            dpop=found.dpop,
+            client_certificate=found.client_certificate,
         )
 
     def _record(
@@ -303,19 +299,24 @@ class GatewayApp:
         await _send(send, 200, [(b"content-type", CONTENT_TYPE.encode("ascii"))], body)
 
 
-def _credentials(forwarded: Forwarded, protection: Protection) -> tuple[str, str]:
-    """``("Bearer" | "DPoP", token)`` from the forwarded request, by the RFC 6750 rules
-    the framework adapters share (one Authorization header holding one credential, no
-    token in the query string) and RFC 9449 §7.1 for the ``DPoP`` scheme."""
-    authorization = forwarded.authorization
-    values = (authorization,) if authorization is not None else ()
-    query = forwarded.target.partition("?")[2].partition("#")[0]
-    view = RequestView(
+def _view(contract: Contract, forwarded: Forwarded) -> RequestView:
+    """The forwarded request as the adapters' shared module reads requests: the
+    ``Authorization`` and ``DPoP`` headers the proxy passed on (each at most once: the
+    contract refuses repeats), the query of the original URI, the absolute URL the client
+    addressed (from the scheme and host the proxy says; without them a DPoP proof's
+    ``htu`` cannot match and it fails) and the client certificate its header carries."""
+    headers = {
+        name: (value,)
+        for name, value in (("authorization", forwarded.authorization), ("dpop", forwarded.dpop))
+        if value is not None
+    }
+    return RequestView(
         method=forwarded.method,
-        headers=lambda name: values if name == "authorization" else (),
-        query=query,
+        headers=lambda name: headers.get(name, ()),
+        query=forwarded.target.partition("?")[2].partition("#")[0],
+        url=lambda: forwarded.url() or "",
+        client_certificate=decode_certificate(contract, forwarded.client_cert),
     )
-    return protection.credentials(view)
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.exchange import Fetch, HttpOutcome, HttpRequest, gave_up
 from ..core.needs import Joint, Pause, Store
+from ..core.observe import Observer
 from .limits import Capacities, GiveUp
 from .store import NO_STORE, AsyncStoreDriver
 from .transport import AsyncTransport
@@ -44,8 +45,9 @@ class TaskFlights:
     end.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_join: Callable[[Hashable], None] | None = None) -> None:
         self._flights: dict[Hashable, tuple[asyncio.Task[Any], Clock]] = {}
+        self._on_join = on_join  # told the key of each flight a caller joins
 
     async def run(
         self, key: Hashable, clock: Clock, start: Callable[[Clock], Coroutine[Any, Any, T]]
@@ -61,6 +63,8 @@ class TaskFlights:
             # The task itself ends by the deadline: its starter needs no timer of its own.
             return await asyncio.shield(task)
         task, clock = flight
+        if self._on_join is not None:
+            self._on_join(key)
         while True:
             ends = clock.deadline
             try:
@@ -98,13 +102,15 @@ class AsyncShell:
         store: AsyncStoreDriver | None = None,
         *,
         capacities: Capacities | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self._timeout = timeout
         self._store = store
         self._client = client
         self._transport: AsyncTransport | None = None  # made on first use
         self._capacities = capacities
-        self._flights = TaskFlights()
+        self._observer = observer or Observer()
+        self._flights = TaskFlights(self._observer.joined)
 
     async def run(self, flow: Generator[Any, Any, T]) -> T:
         """Drive ``flow`` to its end and return its value (or let its error out)."""
@@ -117,6 +123,7 @@ class AsyncShell:
                     else:
                         result = await self._other(need)
                 except GiveUp as stop:
+                    self._observer.gave_up(getattr(need, "key", None), stop.why)
                     need = flow.throw(gave_up(stop.why))
                 else:
                     need = flow.send(result)
@@ -150,7 +157,10 @@ class AsyncShell:
             if not await capacity.aacquire(wait):
                 raise GiveUp("busy")
         try:
-            outcome = await self.perform(fetch.build(), deadline)
+            request = fetch.build()
+            with self._observer.exchange(fetch.key, request) as record:
+                outcome = await self.perform(request, deadline)
+                record(outcome)
         finally:
             if capacity is not None:
                 capacity.release()

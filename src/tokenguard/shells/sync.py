@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.exchange import Fetch, HttpOutcome, HttpRequest, gave_up
 from ..core.needs import Joint, Pause, Store
+from ..core.observe import Observer
 from .limits import Capacities, GiveUp
 from .store import NO_STORE, SyncStoreDriver
 from .transport import SyncTransport
@@ -41,9 +42,10 @@ class ThreadFlights:
     for to its end.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_join: Callable[[Hashable], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._flights: dict[Hashable, _Flight] = {}
+        self._on_join = on_join  # told the key of each flight a caller joins
 
     def run(self, key: Hashable, deadline: float | None, fn: Callable[[float | None], T]) -> T:
         """``fn(deadline)`` once for all concurrent callers with ``key``."""
@@ -53,6 +55,8 @@ class ThreadFlights:
             if flight is None:
                 flight = self._flights[key] = _Flight(deadline)
         if not leader:
+            if self._on_join is not None:
+                self._on_join(key)
             ends = flight.deadline
             timeout = None if ends is None else max(ends - time.monotonic(), 0.0)
             if not flight.done.wait(timeout) and not flight.done.is_set():
@@ -88,6 +92,7 @@ class SyncShell:
         store: SyncStoreDriver | None = None,
         *,
         capacities: Capacities | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self._timeout = timeout
         self._store = store
@@ -95,7 +100,8 @@ class SyncShell:
         self._transport: SyncTransport | None = None  # made on first use
         self._lock = threading.Lock()
         self._capacities = capacities
-        self._flights = ThreadFlights()
+        self._observer = observer or Observer()
+        self._flights = ThreadFlights(self._observer.joined)
 
     def run(self, flow: Generator[Any, Any, T]) -> T:
         """Drive ``flow`` to its end and return its value (or let its error out)."""
@@ -105,6 +111,7 @@ class SyncShell:
                 try:
                     result = self._fulfil(need) if type(need) is Fetch else self._other(need)
                 except GiveUp as stop:
+                    self._observer.gave_up(getattr(need, "key", None), stop.why)
                     need = flow.throw(gave_up(stop.why))
                 else:
                     need = flow.send(result)
@@ -135,7 +142,10 @@ class SyncShell:
             if not capacity.acquire(wait):
                 raise GiveUp("busy")
         try:
-            outcome = self.perform(fetch.build(), deadline)
+            request = fetch.build()
+            with self._observer.exchange(fetch.key, request) as record:
+                outcome = self.perform(request, deadline)
+                record(outcome)
         finally:
             if capacity is not None:
                 capacity.release()
