@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -168,6 +169,12 @@ def test_demo_runs_end_to_end() -> None:
     assert re.search(r"\n  JWT, revoked +orders-live +401 InactiveToken ", table)
 
 
+def _close_pipes(process: subprocess.Popen[str]) -> None:
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
+
+
 def test_dev_server_prints_its_issuer() -> None:
     process = subprocess.Popen(
         [str(SCRIPT), "dev-server"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -182,6 +189,7 @@ def test_dev_server_prints_its_issuer() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+        _close_pipes(process)
 
 
 @pytest.mark.parametrize("args", [["--version"], ["--help"]])
@@ -318,6 +326,19 @@ def _dev_server_output(process: subprocess.Popen[str]) -> list[str]:
     raise AssertionError("\n".join(lines))
 
 
+def _paste_lines_in_testing_md() -> list[str]:
+    """The sample of the dev server's paste lines that docs/testing.md shows."""
+    from tests.docs.blocks import ROOT, blocks
+
+    page = ROOT / "docs" / "testing.md"
+    text = page.read_text(encoding="utf-8")
+    after = text.index("They look like this")
+    sample = next(b for b in blocks(page) if b.lang == "text" and text.index(b.code) > after)
+    lines = [line.strip() for line in sample.code.splitlines() if line.strip()]
+    assert len(lines) == 5, lines
+    return lines
+
+
 def test_dev_server_prints_audience_and_lines_to_paste() -> None:
     process = subprocess.Popen(
         [str(SCRIPT), "dev-server"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -329,6 +350,12 @@ def test_dev_server_prints_audience_and_lines_to_paste() -> None:
         paste = [line.strip() for line in out[start + 1 :] if line.startswith("  ")]
         assert sum("/token" in line for line in paste) == 2
         assert sum("token_format=opaque" in line for line in paste) == 1
+        issuer = next(line.split()[1] for line in out if line.strip().startswith("issuer "))
+        for shown in _paste_lines_in_testing_md():
+            # The page's sample, "…" for what it leaves out, on the page's port.
+            pattern = ".*".join(re.escape(part) for part in shown.split("…"))
+            pattern = pattern.replace(re.escape("http://127.0.0.1:9000"), re.escape(issuer))
+            assert any(re.fullmatch(pattern, line) for line in paste), (shown, paste)
         env = {**os.environ, "PATH": f"{SCRIPT.parent}{os.pathsep}{os.environ['PATH']}"}
         result = subprocess.run(
             ["bash", "-c", "set -e\n" + "\n".join(paste)],
@@ -349,6 +376,7 @@ def test_dev_server_prints_audience_and_lines_to_paste() -> None:
     finally:
         process.kill()
         process.wait(timeout=10)
+        _close_pipes(process)
 
 
 def test_dev_server_on_a_busy_port_says_so_in_one_line(auth_server: AuthServer) -> None:
@@ -389,10 +417,13 @@ def test_validate_with_client_secret_post(auth_server: AuthServer) -> None:
         (["validate", "--issuer", "http://127.0.0.1:1", "--audience", "a"], ["--issuer"]),
         (["validate", "--issuer", "https://a", "--audience", ""], ["--audience"]),
         (["validate", "--issuer", "https://a", "--audience", "a", "--scope", "a b"], ["--scope"]),
+        (["validate", "--issuer", "https://a", "--audience", "a", "-"], ["no token"]),
+        (["inspect"], ["no token", "standard input"]),
     ],
 )
 def test_each_error_is_one_line(args: list[str], names: list[str]) -> None:
-    result = run(*args, stdin="eyJhbGciOiJub25lIn0.eyJleHAiOjF9.\n")
+    nothing = "no token" in names  # an empty standard input
+    result = run(*args, stdin="\n" if nothing else "eyJhbGciOiJub25lIn0.eyJleHAiOjF9.\n")
     assert result.returncode == 2
     assert result.stdout == ""
     if not args:
@@ -429,7 +460,7 @@ def _options(command: str) -> list[str]:
     return re.findall(r"^  (--[\w-]+)", text.split("Options:", 1)[1], re.MULTILINE)
 
 
-@pytest.mark.parametrize("command", ["inspect", "validate", "dev-server", "demo", "gateway"])
+@pytest.mark.parametrize("command", sorted(main.commands))
 def test_help_describes_every_option(command: str) -> None:
     """docs/cli.md is generated from these texts: an option without one is a gap there."""
     group = main
@@ -464,15 +495,15 @@ def test_inspect_on_a_terminal_prints_only_its_own_colours() -> None:
     hostile = {"sub": "\x1b]0;owned\x07\x1b[2J", "\x1b[31mVALID\x1b[0m": "\x9b1m\u202e"}
     token = _unsigned(hostile)
     primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [str(SCRIPT), "inspect", token],
+        stdin=subprocess.DEVNULL,
+        stdout=secondary,
+        stderr=secondary,
+        env={**os.environ, "TERM": "xterm"},
+    )
+    os.close(secondary)
     try:
-        process = subprocess.Popen(
-            [str(SCRIPT), "inspect", token],
-            stdin=subprocess.DEVNULL,
-            stdout=secondary,
-            stderr=secondary,
-            env={**os.environ, "TERM": "xterm"},
-        )
-        os.close(secondary)
         chunks = []
         while True:
             try:
@@ -485,6 +516,8 @@ def test_inspect_on_a_terminal_prints_only_its_own_colours() -> None:
         assert process.wait(timeout=60) == 0
     finally:
         os.close(primary)
+        process.kill()
+        process.wait(timeout=10)
     out = b"".join(chunks).decode().replace("\r\n", "\n")
     assert "\x1b[" in out  # coloured: this really is a terminal
     plain = re.sub(r"\x1b\[[0-9;]*m", "", out)  # the colours the command itself prints
@@ -495,3 +528,43 @@ def test_inspect_on_a_terminal_prints_only_its_own_colours() -> None:
     assert "\r" not in plain
     assert "\\x1b[31mVALID\\x1b[0m: " in plain  # the hostile name, escaped
     assert plain.startswith("UNVERIFIED")
+
+
+def test_validate_points_at_inspect_for_a_jwt_of_another_issuer_or_audience(
+    auth_server: AuthServer,
+) -> None:
+    other_issuer = auth_server.issue_jwt(claims={"iss": "https://elsewhere.example"})
+    result = run(*validate_args(auth_server), stdin=other_issuer)
+    assert result.returncode == 1
+    assert "401 UntrustedIssuer" in result.stdout
+    assert "  hint: the token names another issuer than --issuer: `tokenguard inspect`" in (
+        result.stdout
+    )
+    assert "elsewhere" not in result.stdout  # the token's own words are for inspect to show
+    other_audience = run(
+        *validate_args(auth_server, "--json"), stdin=auth_server.issue_jwt(audience="urn:other")
+    )
+    answer = json.loads(other_audience.stdout)
+    assert answer["error_class"] == "InvalidAudience"
+    assert answer["hints"] == [
+        "`tokenguard inspect` shows the token's aud; --audience must be one of its values"
+    ]
+
+
+def test_fleet_demo_never_prints_the_redis_credentials(capsys: pytest.CaptureFixture[str]) -> None:
+    """No Redis answers at the URL given: the demo starts a private one and says so,
+    naming the address without the password the URL carries."""
+    import shutil
+
+    from tokenguard.cli.fleet_demo import _redis
+
+    if shutil.which("redis-server") is None:  # pragma: no cover - installed by ./dev test
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with _redis(f"redis://demo:s3cret-word@127.0.0.1:{port}/0") as private:
+        assert private.startswith("redis://127.0.0.1:")
+    out = capsys.readouterr().out
+    assert f"(no Redis at 127.0.0.1:{port}/0: started a private redis-server" in out
+    assert "s3cret-word" not in out

@@ -247,6 +247,26 @@ def test_every_block_runs_or_says_why_not() -> None:
     assert ROOT / "docs" / "testing.md" in with_code
 
 
+_PIP_ANYWHERE = re.compile(r"pip install(?P<args>(?: +[^\s`|#]+)+)")
+
+
+def test_every_pip_install_names_this_checkout() -> None:
+    """Prose, tables and comments too, not only the shell blocks: a reader copies
+    ``pip install tokenguard[...]`` as readily as a block, and that would fetch whatever
+    a package index serves under the name instead of this checkout."""
+    wrong = []
+    for page in pages():
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            for match in _PIP_ANYWHERE.finditer(line):
+                words = [w.strip("\"'") for w in match.group("args").split()]
+                if any(re.match(r"tokenguard\b", word) for word in words):
+                    wrong.append(f"{page_id(page)}:{number}: {match.group(0).strip()}")
+                for word in words:
+                    if word.startswith("."):
+                        check_pip_install(f"{page_id(page)}:{number}", shlex.quote(word))
+    assert not wrong, f'write `pip install ".[extra]"` (from a checkout): {wrong}'
+
+
 @pytest.mark.timeout(PAGE_TIMEOUT)
 @pytest.mark.parametrize("page", pages_with_runnable_blocks(), ids=page_id)
 def test_page_runs_as_printed(

@@ -179,7 +179,8 @@ def start_gateway(config: Path, log: Path, *args: str) -> Gateway:
         line = process.stdout.readline().decode()
         if "http://" not in line:
             raise RuntimeError(f"gateway did not start: {line!r} {log.read_text()}")
-        port = int(line.split("http://127.0.0.1:", 1)[1].split(" ", 1)[0])
+        # "http://HOST:PORT": 127.0.0.1 unless --host said otherwise; reached on loopback.
+        port = int(line.split("http://", 1)[1].split(" ", 1)[0].rsplit(":", 1)[1])
         # The rest of stdout is the access log: keep reading it into a file.
         access = log.with_suffix(".access")
 

@@ -22,6 +22,7 @@ from freezegun import freeze_time
 
 from tokenguard import (
     DPoPProof,
+    InvalidClaims,
     InvalidDPoPProof,
     InvalidRequest,
     InvalidTokenBinding,
@@ -468,6 +469,33 @@ def test_certificate_bound_tokens(server: AuthServer, check: Driver, keys: dict[
         rejected(junk, guard, token, InvalidTokenBinding)
         # A DPoP request context without the certificate does not prove it either.
         rejected(with_proof(check, None), guard, token, InvalidTokenBinding)
+
+
+@pytest.mark.parametrize(
+    ("cnf", "expected"),
+    [
+        ({"x5t#S256": "not-a-thumbprint"}, InvalidClaims),
+        ({"x5t#S256": "A" * 43 + "="}, InvalidClaims),  # padded: not base64url of SHA-256
+        ({"x5t#S256": 7}, InvalidClaims),
+        ({"x5t": "A" * 27}, UnsupportedToken),  # a SHA-1 thumbprint: not RFC 8705's member
+    ],
+    ids=["x5t-short", "x5t-padded", "x5t-number", "x5t-sha1"],
+)
+def test_malformed_certificate_binding(
+    server: AuthServer, check: Driver, keys: dict[str, Any], cnf: dict[str, Any], expected: Any
+) -> None:
+    """A certificate binding tokenguard cannot check is refused, never ignored, with the
+    certificate at hand or not, for a JWT (before any key fetch) and an introspected token."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    der = forge.self_signed_certificate(keys["es256"]).public_bytes(Encoding.DER)
+    guard = guard_for(server)
+    jwt_token = server.issue_jwt(scopes=["orders:read"], claims={"cnf": cnf})
+    opaque = server.issue_opaque(scopes=["orders:read"], extra={"cnf": cnf})
+    for token in (jwt_token, opaque):
+        rejected(functools.partial(check, client_certificate=der), guard, token, expected)
+        rejected(check, guard, token, expected)
+    assert server.request_count("jwks") == 0
 
 
 def test_token_bound_twice_needs_both(

@@ -19,6 +19,7 @@ from .demo import demo
 from .dev_server import dev_server
 from .gateway import gateway
 from .inspect import inspect
+from .stats import stats
 from .terminal import OneLineUsageErrors
 from .validate import validate
 
@@ -41,3 +42,4 @@ main.add_command(validate)
 main.add_command(dev_server)
 main.add_command(demo)
 main.add_command(gateway)
+main.add_command(stats)

@@ -95,17 +95,25 @@ class _Table:
 @click.option(
     "--fleet",
     is_flag=True,
-    help="Show two processes sharing one cache and one revocation on Redis (tokenguard[redis]).",
+    help="Show two processes sharing one cache and one revocation on Redis "
+    "(needs the redis extra).",
 )
 @click.option(
     "--redis-url",
     envvar="TOKENGUARD_REDIS_URL",
     default="redis://127.0.0.1:6379/0",
     show_default=True,
-    help="The Redis of --fleet (a private redis-server is started if none answers).",
+    show_envvar=True,
+    help="The Redis of --fleet (if none answers there, a private redis-server is started "
+    "when one is installed).",
 )
 def demo(fleet: bool, redis_url: str) -> None:
-    """Start an embedded authorization server and show the hybrid flow end to end."""
+    """Start an embedded authorization server and show the hybrid flow end to end.
+
+    Real tokens from its token endpoint are validated, cached, revoked (RFC 7009),
+    forgotten and refused, one line each, then timed in a summary. Plain HTTP on
+    loopback; nothing leaves this machine.
+    """
     if fleet:
         try:
             import redis  # noqa: F401 - the fleet's one optional dependency

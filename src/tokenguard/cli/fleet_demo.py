@@ -91,10 +91,11 @@ def _redis(url: str) -> Iterator[str]:
     if _reachable(url):
         yield url
         return
+    where = url.rsplit("@", 1)[-1]  # never the credentials a URL may carry
     binary = shutil.which("redis-server")
     if binary is None:
         raise CommandError(
-            f"no Redis answers at {url.rsplit('@', 1)[-1]} and redis-server is not installed: "
+            f"no Redis answers at {where} and redis-server is not installed: "
             "start one, or give --redis-url"
         )
     with socket.socket() as sock:
@@ -114,7 +115,7 @@ def _redis(url: str) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise CommandError("could not start a private redis-server")
                 time.sleep(0.05)
-            click.echo(f"(no Redis at {url}: started a private redis-server on port {port})")
+            click.echo(f"(no Redis at {where}: started a private redis-server on port {port})")
             yield private
         finally:
             server.terminate()

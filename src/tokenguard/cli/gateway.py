@@ -63,7 +63,11 @@ def gateway(
     server: str,
     check: bool,
 ) -> None:
-    """Serve the forward-auth gateway for nginx, Traefik and Envoy (needs tokenguard[gateway])."""
+    """Serve the forward-auth gateway for nginx, Traefik and Envoy (needs the gateway extra).
+
+    The configuration is checked before anything listens; an invalid file is refused
+    with the line and reason of each problem (exit code 2). See docs/gateway.md.
+    """
     try:
         from ..gateway.config import load_gateway_config
         from ..gateway.server import serve

@@ -17,7 +17,7 @@ from typing import Any, Final
 import click
 
 from ..core.detect import TokenFormat, detect
-from .terminal import EXIT_INVALID, STDIN, read_token, safe
+from .terminal import EMPTY_INPUT, EXIT_INVALID, STDIN, CommandError, read_token, safe
 
 __all__ = ["inspect"]
 
@@ -108,6 +108,8 @@ def inspect(token: str) -> None:
     Prefer standard input: arguments show in ps and stay in shell history.
     """
     token = read_token(token)
+    if not token:
+        raise CommandError(EMPTY_INPUT)
     fmt = detect(token)
     now = time.time()
     click.secho(

@@ -21,6 +21,7 @@ import click
 from ..errors import ConfigurationError, TokenGuardError
 
 __all__ = [
+    "EMPTY_INPUT",
     "EXIT_INVALID",
     "EXIT_UNAVAILABLE",
     "EXIT_USAGE",
@@ -50,6 +51,9 @@ _UNSAFE_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 # reading stops there so a runaway pipe cannot fill memory.
 _MAX_STDIN: Final = 1024 * 1024 + 1
 STDIN: Final = "-"
+EMPTY_INPUT: Final = (
+    'no token: give it on standard input (echo "$TOKEN" | tokenguard ...) or as TOKEN'
+)
 
 
 def read_token(token: str) -> str:

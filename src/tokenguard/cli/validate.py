@@ -19,9 +19,10 @@ from click.core import ParameterSource
 from pydantic import ValidationError
 
 from ..core.detect import TokenFormat, detect
-from ..errors import ConfigurationError, TokenGuardError
+from ..errors import ConfigurationError, InvalidAudience, TokenGuardError, UntrustedIssuer
 from ..models import TokenInfo
 from .terminal import (
+    EMPTY_INPUT,
     STDIN,
     Problem,
     captured_reasons,
@@ -122,6 +123,18 @@ def _credentials_problem(
         kind = "an opaque" if fmt is TokenFormat.OPAQUE else "an encrypted (JWE)"
         return f"{kind} token can only be validated by introspection, which needs {_CREDENTIALS}"
     return None
+
+
+def _hints(error: TokenGuardError, token: str) -> list[str]:
+    """What to look at next for a refusal a newcomer meets first (nothing read from the
+    token is repeated here: `tokenguard inspect` shows a JWT's claims, escaped)."""
+    if detect(token) is not TokenFormat.JWS:
+        return []
+    if isinstance(error, UntrustedIssuer):
+        return ["the token names another issuer than --issuer: `tokenguard inspect` shows its iss"]
+    if isinstance(error, InvalidAudience):
+        return ["`tokenguard inspect` shows the token's aud; --audience must be one of its values"]
+    return []
 
 
 def _info_rows(info: TokenInfo) -> list[tuple[str, str]]:
@@ -275,7 +288,7 @@ def validate(
         except ConfigurationError as error:
             problems.append(_in_cli_terms(error.description))
     kind = "configuration" if problems else "usage"
-    missing = _credentials_problem(token, mode, client_id, client_secret)
+    missing = _credentials_problem(token, mode, client_id, client_secret) if token else EMPTY_INPUT
     if missing is not None:
         problems.append(missing)
     if problems or guard is None:
@@ -285,7 +298,8 @@ def validate(
         try:
             info = guard.validate(token)
         except TokenGuardError as error:
-            raise SystemExit(report_error(error, as_json=as_json, reasons=reasons)) from None
+            code = report_error(error, as_json=as_json, reasons=reasons, hints=_hints(error, token))
+            raise SystemExit(code) from None
     if as_json:
         echo_json({"valid": True, "token": info.model_dump(mode="json")})
         return

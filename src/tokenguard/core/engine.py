@@ -607,6 +607,7 @@ class Engine:
         found = state.fresh_candidates(now, alg, kid)
         if found is None:
             return None
+        self.observer.lookup("jwks", True)  # as _keys counts it
         return static + found if static else found
 
     def _keys(

@@ -5,11 +5,16 @@ request into plain values, find its route, call the guard, answer 200 with ident
 headers or the error's status with its challenge. No validation rule lives here.
 
 Operations: ``/healthz`` (the process answers), ``/readyz`` (every issuer's keys or
-metadata usable, fetched if needed), ``/metrics`` (Prometheus).
+metadata usable, fetched if needed), ``/metrics`` (Prometheus: the gateway's decisions and
+the guard's counters), ``/stats`` (the guard's counters as JSON, ``guard.stats()``: to
+loopback clients, or to the bearer of ``[gateway] stats_token_env``; with several
+workers, the answering worker's).
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 import time
@@ -100,12 +105,17 @@ class GatewayApp:
             if route.policy is not None
         }
         self._fallback = Protection(guard, guard.config.policies[0].name, realm=settings.realm)
-        # Operations endpoints by path (a /stats for guard.stats(), issue 12, goes here).
+        # Operations endpoints by path.
         self._endpoints: dict[str, Callable[[Scope, Send], Awaitable[None]]] = {
             "/healthz": self._healthz,
             "/readyz": self._readyz,
             "/metrics": self._metrics,
+            "/stats": self._stats,
         }
+        token = settings.stats_token
+        self._stats_authorization = (
+            b"bearer " + token.get_secret_value().encode() if token is not None else None
+        )
         self._mounts: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {}
         for receiver in settings.events:
             from ..events import SetReceiver  # only gateways that receive events load it
@@ -261,6 +271,9 @@ class GatewayApp:
         result = "allow" if answer.status == 200 else "deny"
         name = route.name if route is not None else "(none)"
         self.metrics.decision(name, result, answer.status, elapsed)
+        if self.metrics.multiprocess and time.monotonic() - self.metrics.guard.synced_at > 1.0:
+            # The guard's counters reach the other workers' scrapes through the files.
+            self.metrics.guard.sync(self.guard.stats())
         if cached is not None:
             (self._cache_hit if cached else self._cache_miss).inc()
         if self._access_log is not None:
@@ -295,8 +308,36 @@ class GatewayApp:
         await _send(send, 200 if ready else 503, [_JSON, _NO_STORE], body)
 
     async def _metrics(self, scope: Scope, send: Send) -> None:
+        self.metrics.guard.sync(self.guard.stats())
         body = self.metrics.expose()
         await _send(send, 200, [(b"content-type", CONTENT_TYPE.encode("ascii"))], body)
+
+    async def _stats(self, scope: Scope, send: Send) -> None:
+        if not self._may_read_stats(scope):
+            body = b'{"error":"forbidden"}'
+            await _send(send, 403, [_JSON, _NO_STORE], body)
+            return
+        body = self.guard.stats().model_dump_json().encode("utf-8")
+        await _send(send, 200, [_JSON, _NO_STORE], body)
+
+    def _may_read_stats(self, scope: Scope) -> bool:
+        """With a stats token: the request presents it (in constant time; any address).
+        Without one: the request comes from a loopback address."""
+        expected = self._stats_authorization
+        if expected is not None:
+            presented = [v for k, v in scope.get("headers", ()) if k.lower() == b"authorization"]
+            if len(presented) != 1:
+                return False
+            scheme, _, rest = presented[0].partition(b" ")
+            return hmac.compare_digest(scheme.lower() + b" " + rest.strip(), expected)
+        client = scope.get("client")
+        try:
+            address = ipaddress.ip_address(client[0]) if client else None
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return address is not None and address.is_loopback
 
 
 def _view(contract: Contract, forwarded: Forwarded) -> RequestView:

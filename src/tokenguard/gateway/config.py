@@ -131,6 +131,20 @@ class IdentityHeaders(BaseModel):
         return (*fixed, *((header, f"claim:{claim}") for header, claim in self.claims.items()))
 
 
+def _secret_from_env(data: Any, field: str) -> Any:
+    """``FIELD_env = "NAME"`` in a table: the secret ``FIELD`` read from that variable."""
+    key = f"{field}_env"
+    if isinstance(data, Mapping) and key in data:
+        data = dict(data)
+        name = data.pop(key)
+        if field in data:
+            raise ValueError(f"give either {field} or {key}, not both")
+        if not isinstance(name, str) or name not in os.environ:
+            raise ValueError(f"the {key} variable is not set")
+        data[field] = os.environ[name]
+    return data
+
+
 class EventReceiverConfig(BaseModel):
     """One ``[[gateway.events]]`` table: a Security Event Token receiver (RFC 8935 push
     delivery, :class:`tokenguard.events.SetReceiver`) served by the gateway at ``path``.
@@ -159,15 +173,7 @@ class EventReceiverConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _authorization_from_env(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and "authorization_env" in data:
-            data = dict(data)
-            name = data.pop("authorization_env")
-            if "authorization" in data:
-                raise ValueError("give either authorization or authorization_env, not both")
-            if not isinstance(name, str) or name not in os.environ:
-                raise ValueError("the authorization_env variable is not set")
-            data["authorization"] = os.environ[name]
-        return data
+        return _secret_from_env(data, "authorization")
 
     @field_validator("path")
     @classmethod
@@ -191,6 +197,10 @@ class GatewaySettings(BaseModel):
         access_log: write one structured (JSON) line per decision to stdout (in
             batches, at most 100 ms late): never a token, a claim value or a query.
         events: security-event receivers to serve (see :class:`EventReceiverConfig`).
+        stats_token_env: the environment variable holding a bearer token for ``/stats``
+            (``tokenguard stats --token-env``); with one, ``/stats`` answers only a
+            request that presents it (``Authorization: Bearer ...``), from any address;
+            without one, only requests from loopback addresses.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
@@ -200,6 +210,12 @@ class GatewaySettings(BaseModel):
     max_identity_length: int = Field(default=2048, ge=64, le=8192)
     access_log: bool = True
     events: tuple[EventReceiverConfig, ...] = ()
+    stats_token: SecretStr | None = Field(default=None, min_length=16)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stats_token_from_env(cls, data: Any) -> Any:
+        return _secret_from_env(data, "stats_token")
 
 
 class RouteConfig(BaseModel):
