@@ -88,14 +88,15 @@ class ClientSecretBasic(_ClientSecret):
         super().__init__(client_id, client_secret, **data)
 
     def apply(self, form: dict[str, str], headers: dict[str, str], *, audience: str) -> None:
-        headers["Authorization"] = _basic(self.client_id, self.client_secret.get_secret_value())
+        headers["Authorization"] = self._authorization
 
-
-@functools.lru_cache(maxsize=16)
-def _basic(client_id: str, secret: str) -> str:
-    """The ``Authorization`` value, made once per client rather than per introspection."""
-    user, password = quote_plus(client_id), quote_plus(secret)
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    @functools.cached_property
+    def _authorization(self) -> str:
+        # Made once per client rather than per introspection, and kept by this object
+        # only (not in a process-wide cache that would outlive it).
+        user = quote_plus(self.client_id)
+        password = quote_plus(self.client_secret.get_secret_value())
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 class ClientSecretPost(_ClientSecret):

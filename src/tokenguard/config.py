@@ -7,6 +7,7 @@ mapping (:func:`load_config`). Secrets may be given as ``<name>_env`` in a file.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ from .fleet.config import FleetSettings
 __all__ = ["GuardConfig", "Issuer", "Mode", "Policy", "Settings", "load_config"]
 
 Mode = Literal["jwt", "introspect", "hybrid", "high_assurance"]
+SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 §3.3 NQCHAR
 DPoPMode = Literal["disabled", "allowed", "required"]
 
 
@@ -274,8 +276,12 @@ class Policy(BaseModel):
     @field_validator("required_scopes")
     @classmethod
     def _scope_tokens(cls, value: Sequence[str]) -> Sequence[str]:
-        if any(not s or any(c.isspace() for c in s) for s in value):
-            raise ValueError("each required scope must be a non-empty string without spaces")
+        # RFC 6749 §3.3 scope-token, so a challenge's scope parameter carries it as is.
+        if any(not SCOPE_TOKEN.fullmatch(s) for s in value):
+            raise ValueError(
+                "each required scope must be a non-empty string of visible ASCII without "
+                "spaces, quotes or backslashes (RFC 6749 §3.3)"
+            )
         return value
 
     @field_validator("acr_values")

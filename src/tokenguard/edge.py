@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import ip_address
@@ -31,7 +32,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
 from .bearer import is_token68, parse_authorization
-from .config import Policy
+from .config import SCOPE_TOKEN, Policy
 from .core.dpop import DPoPProof
 from .core.mtls import ClientCertificate
 from .errors import (
@@ -65,6 +66,7 @@ _FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 _FORM_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _JSON: Final = "application/json"
 _SCHEMES = frozenset({"Bearer", "DPoP"})
+_REALM = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 _SERVER_ERROR_DESCRIPTION = "The access token could not be checked"
 
 
@@ -171,8 +173,12 @@ def _resolve_policy(guard: TokenGuard, policy: str | Policy | None) -> Policy:
 
 def _scope_list(scopes: str | Iterable[str]) -> tuple[str, ...]:
     items = (scopes,) if isinstance(scopes, str) else tuple(scopes)
-    if any(not isinstance(s, str) or not s or " " in s for s in items):
-        raise ConfigurationError("scopes must be non-empty strings without spaces")
+    # RFC 6749 §3.3 scope-token: what the challenge's scope parameter can carry as is.
+    if any(not isinstance(s, str) or not SCOPE_TOKEN.fullmatch(s) for s in items):
+        raise ConfigurationError(
+            "scopes must be non-empty strings of visible ASCII without spaces, quotes "
+            "or backslashes (RFC 6749 §3.3)"
+        )
     return items
 
 
@@ -234,6 +240,9 @@ class Protection:
         self.scopes, self.acr_values, self.max_age = route_requirements(scopes, acr_values, max_age)
         self._all_scopes = frozenset(self.policy.required_scopes) | frozenset(self.scopes)
         self._step_up = self.acr_values is not None or self.max_age is not None
+        if realm is not None and (not isinstance(realm, str) or not _REALM.fullmatch(realm)):
+            # Sent as a quoted-string in every challenge: never altered on the way.
+            raise ConfigurationError("realm must be printable ASCII without quotes or backslashes")
         self.realm = realm
         self.resource = resource
         self.allow_form_token = allow_form_token

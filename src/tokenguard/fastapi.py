@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.openapi.models import HTTPBase as HTTPBaseModel
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.openapi.models import OAuthFlows as OAuthFlowsModel
@@ -74,7 +75,10 @@ class TokenGuardBearer(SecurityBase):
         description: its OpenAPI description.
         flows: OAuth 2.0 flows (an ``OAuthFlows`` model or a mapping, e.g.
             ``{"clientCredentials": {"tokenUrl": ..., "scopes": {...}}}``): the scheme is
-            then published as OAuth2, so ``/docs`` can obtain tokens; else as HTTP bearer.
+            then published as OAuth2, so ``/docs`` can obtain tokens; else as HTTP
+            ``bearer`` (``DPoP`` when the policy has ``dpop="required"``). OpenAPI lists
+            the scopes declared with ``Security(..., scopes=...)``; declare a route's
+            scopes there rather than in ``scopes`` below, so its document shows them.
         bearer_format: the ``bearerFormat`` hint of the HTTP bearer scheme.
         auto_error: when False, a request without credentials gives ``None`` instead of
             401 (optional authentication); a bad token is still refused.
@@ -115,8 +119,11 @@ class TokenGuardBearer(SecurityBase):
             allow_form_token=allow_form_token,
             retry_after=retry_after,
         )
-        self.model: HTTPBearerModel | OAuth2Model
-        if flows is None:
+        self.model: HTTPBaseModel | OAuth2Model
+        if flows is None and self.protection.policy.dpop == "required":
+            # Every token must be DPoP-bound (RFC 9449 §7.1): the HTTP scheme is DPoP.
+            self.model = HTTPBaseModel(scheme="DPoP", description=description)
+        elif flows is None:
             self.model = HTTPBearerModel(bearerFormat=bearer_format, description=description)
         else:
             if not isinstance(flows, OAuthFlowsModel):
@@ -168,7 +175,12 @@ async def _form_tokens(request: Request) -> list[str]:
     body: bytes | None = getattr(request, "_body", None)
     if body is None:
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > _MAX_FORM_BYTES):
+        small = length is not None and length.isdigit() and int(length) <= _MAX_FORM_BYTES
+        if not small and "authorization" in request.headers:
+            # The token comes in the header: a large (or unsized) form is the route's,
+            # left unread here rather than refused.
+            return []
+        if length is not None and not small:
             raise InvalidRequest("The form body is too large to carry an access token")
         chunks = bytearray()
         async for chunk in request.stream():

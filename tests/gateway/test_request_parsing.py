@@ -12,6 +12,7 @@ import pytest
 
 from tokenguard import ConfigurationError
 from tokenguard.gateway import create_app, load_gateway_config
+from tokenguard.gateway.contracts import Forwarded
 from tokenguard.testing import DEFAULT_AUDIENCE, AuthServer, guard_for
 
 from ..integrations.servers import uvicorn_server
@@ -88,3 +89,32 @@ def test_a_configuration_that_is_not_utf8_names_the_file_and_line(tmp_path: Path
         load_gateway_config(path)
     assert str(path) in info.value.description
     assert "line 2, column 13" in info.value.description
+
+
+@pytest.mark.parametrize(
+    ("target", "scheme", "host", "url"),
+    [
+        ("/orders/1?x=1", "https", "api.example.com", "https://api.example.com/orders/1"),
+        ("/orders/1", "HTTPS", "api.example.com:8443", "https://api.example.com:8443/orders/1"),
+        # An absolute-form target names an origin the client chose: the DPoP htu is the
+        # proxy's origin with the target's path, as the route was matched.
+        (
+            "https://other.example/orders/1",
+            "https",
+            "api.example.com",
+            "https://api.example.com/orders/1",
+        ),
+        ("http://other.example", "https", "api.example.com", "https://api.example.com/"),
+        # Forwarded values that cannot be an origin give no URL (the proof then fails).
+        ("/orders/1", "javascript", "api.example.com", None),
+        ("/orders/1", "https", "evil.example/x", None),
+        ("/orders/1", "https", "user@api.example.com", None),
+        ("/orders/1", "https", "api.example.com#", None),
+        ("/orders/1", "https", "", None),
+    ],
+)
+def test_the_url_a_dpop_proof_is_checked_against(
+    target: str, scheme: str, host: str, url: str | None
+) -> None:
+    forwarded = Forwarded("GET", target, host, scheme, None, None, None)
+    assert forwarded.url() == url

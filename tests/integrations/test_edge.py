@@ -17,6 +17,7 @@ from tokenguard import (
     TokenGuard,
     TokenInfo,
     ValidationUnavailable,
+    load_config,
 )
 from tokenguard.edge import Protection, Reply, RequestView, metadata_location, route_requirements
 from tokenguard.testing import AuthServer, guard_for
@@ -318,3 +319,26 @@ def test_errors_raised_before_the_guard_challenge_as_the_policy_says(
         malformed = protection.reply(InvalidRequest()).header_map["WWW-Authenticate"]
         assert malformed.startswith(expected.split(" ", maxsplit=1)[0].rstrip(","))
         assert 'error="invalid_request"' in malformed
+
+
+@pytest.mark.parametrize("scope", ['orders:"read"', "caf\u00e9", "a\\b", "tab\there"])
+def test_scopes_a_challenge_cannot_carry_are_refused_at_start_up(
+    guard: TokenGuard, scope: str
+) -> None:
+    # The challenge's scope parameter (RFC 6750 §3) lists scope-tokens as they are;
+    # one that would have to be altered there is a configuration error, not a surprise.
+    with pytest.raises(ConfigurationError, match="RFC 6749"):
+        Protection(guard, "orders", scopes=[scope])
+    with pytest.raises(ConfigurationError, match="RFC 6749"):
+        load_config(
+            {
+                "issuers": [{"issuer": "https://as.example.com"}],
+                "policies": [{"name": "p", "audience": "urn:p", "required_scopes": [scope]}],
+            }
+        )
+
+
+@pytest.mark.parametrize("realm", ['my "api"', "caf\u00e9", "a\\b", "line\nbreak"])
+def test_realms_a_challenge_cannot_carry_are_refused(guard: TokenGuard, realm: str) -> None:
+    with pytest.raises(ConfigurationError, match="realm"):
+        Protection(guard, "orders", realm=realm)

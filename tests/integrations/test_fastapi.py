@@ -165,3 +165,23 @@ def test_starlette_backend_on_a_fastapi_app(guard: Any, auth: AuthServer) -> Non
     refused = client.get("/who", headers={"Authorization": "Bearer x.y"})
     assert refused.status_code == 401
     assert refused.json()["error"] == "invalid_token"
+
+
+def test_openapi_scheme_is_dpop_when_the_policy_requires_it(auth: AuthServer) -> None:
+    from tokenguard import Policy, TokenGuard
+
+    issuer = {"issuer": auth.issuer, "allow_insecure_http": True}
+    policy = Policy(name="orders", audience=AUDIENCE, dpop="required")
+    with TokenGuard(issuers=[issuer], policies=[policy]) as guard:
+        dpop_only = TokenGuardBearer(guard)
+        app = FastAPI()
+
+        @app.get("/x")
+        async def route(info: Annotated[TokenInfo, Security(dpop_only)]) -> dict[str, str]:
+            return {}
+
+        schema = TestClient(app).get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["TokenGuardBearer"] == {
+        "type": "http",
+        "scheme": "DPoP",
+    }

@@ -215,6 +215,9 @@ def should_pass_jwt(
         return False
     if not _times_ok(claims, now, require_exp=True, require_iat=typed):
         return False
+    # RFC 9068 §2.2: an at+jwt carries sub, client_id and jti (Policy.require_rfc9068_claims).
+    if typed and any(claims.get(name) is None for name in ("sub", "client_id", "jti")):
+        return False
     return _audience_ok(claims, required=True) and not claims.get("cnf")
 
 

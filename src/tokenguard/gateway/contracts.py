@@ -31,6 +31,8 @@ from ..errors import ConfigurationError, InvalidRequest
 __all__ = ["CONTRACTS", "Contract", "Forwarded", "decode_certificate"]
 
 _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A host, with an optional port (RFC 3986 §3.2.2): nothing that ends the authority.
+_HOST = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +50,18 @@ class Forwarded:
     def url(self) -> str | None:
         """The absolute URL the client addressed, without query (DPoP ``htu``), or None
         when the proxy did not say the scheme and host."""
-        if not self.scheme or not self.host:
+        scheme = (self.scheme or "").strip().lower()
+        host = (self.host or "").strip()
+        if scheme not in ("http", "https") or not _HOST.fullmatch(host):
             return None
         path = self.target.split("?", 1)[0].split("#", 1)[0]
         if path.startswith(("http://", "https://")):
-            return path
-        return f"{self.scheme.lower()}://{self.host}{path}"
+            # An absolute-form request target names an origin the client chose: only
+            # its path counts, as for route matching; the origin is the proxy's.
+            rest = path.split("://", 1)[1]
+            slash = rest.find("/")
+            path = rest[slash:] if slash >= 0 else "/"
+        return f"{scheme}://{host}{path}"
 
 
 @dataclass(frozen=True, slots=True)
