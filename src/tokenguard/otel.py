@@ -31,7 +31,8 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-from opentelemetry import metrics, trace
+from opentelemetry import context, metrics, trace
+from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
@@ -104,24 +105,9 @@ class Instrumentation:
 
     # -- the listener of core/observe.py ----------------------------------------------
 
-    @contextmanager
-    def validation(self) -> Iterator[None]:
+    def validation(self) -> AbstractContextManager[None]:
         """The span of one validation that needs work, current while it runs."""
-        state = _Validation(time.perf_counter())
-        with self._tracer.start_as_current_span(
-            "tokenguard.validate", record_exception=False, set_status_on_exception=False
-        ) as span:
-            state.span = span
-            token = self._current.set(state)
-            try:
-                yield
-            finally:
-                self._current.reset(token)
-                outcome = state.outcome
-                if outcome is not None:
-                    self._instruments.validation_duration.record(
-                        time.perf_counter() - state.started, _duration_attributes(outcome)
-                    )
+        return _Validation(self)
 
     def validated(self, outcome: Outcome) -> None:
         state = self._current.get()
@@ -180,12 +166,44 @@ class Instrumentation:
 
 
 class _Validation:
-    __slots__ = ("outcome", "span", "started")
+    """Around one validation: its span (current while the validation runs, so that the
+    requests it makes are its children) and its duration. A class, not a generator:
+    this runs once per validation that needs work, with or without an SDK."""
 
-    def __init__(self, started: float) -> None:
-        self.started = started
+    __slots__ = ("_attached", "_instrumentation", "_mine", "outcome", "span", "started")
+
+    def __init__(self, instrumentation: Instrumentation) -> None:
+        self._instrumentation = instrumentation
         self.span: Span | None = None
         self.outcome: Outcome | None = None
+        self.started = 0.0
+        self._attached: contextvars.Token[Context] | None = None
+        self._mine: contextvars.Token[_Validation | None] | None = None
+
+    def __enter__(self) -> None:
+        owner = self._instrumentation
+        self.started = time.perf_counter()
+        span = owner._tracer.start_span("tokenguard.validate", record_exception=False)
+        if span.get_span_context().is_valid:
+            # Made current even when not recorded (sampled out): its requests' spans
+            # then follow the same sampling decision.
+            self.span = span
+            self._attached = context.attach(trace.set_span_in_context(span))
+        # else a no-op tracer (no SDK): nothing to record, nothing to make current
+        self._mine = owner._current.set(self)
+
+    def __exit__(self, *exc_info: object) -> None:
+        owner = self._instrumentation
+        if self._mine is not None:
+            owner._current.reset(self._mine)
+        if self._attached is not None:
+            context.detach(self._attached)
+        if self.span is not None:
+            self.span.end()
+        outcome = self.outcome
+        histogram = owner._instruments.validation_duration
+        if outcome is not None and not isinstance(histogram, metrics.NoOpHistogram):
+            histogram.record(time.perf_counter() - self.started, _duration_attributes(outcome))
 
 
 def _span_attributes(outcome: Outcome) -> dict[str, Any]:

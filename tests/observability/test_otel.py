@@ -489,3 +489,23 @@ def test_opentelemetry_is_not_imported_by_tokenguard() -> None:
         check=True,
     )
     assert done.stdout.strip() == "False"
+
+
+def test_no_op_or_sampled_out_tracing_still_counts(
+    auth_server: AuthServer, check: Driver, telemetry: Telemetry
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+    from opentelemetry.trace import NoOpTracerProvider
+
+    quiet = TracerProvider(sampler=ALWAYS_OFF)
+    quiet.add_span_processor(SimpleSpanProcessor(telemetry.spans_out))
+    for tracer_provider in (NoOpTracerProvider(), quiet):
+        guard = guard_for(auth_server)
+        guard.instrument(tracer_provider=tracer_provider, meter_provider=telemetry.meter_provider)
+        check(guard, auth_server.issue_jwt())
+        guard.instrument(tracer_provider=tracer_provider).uninstrument()
+    assert telemetry.spans() == []
+    durations = telemetry.metrics()["tokenguard.validation.duration"]
+    assert [count for count, _ in durations.values()] == [2]

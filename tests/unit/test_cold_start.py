@@ -16,7 +16,7 @@ import pytest
 NOT_AT_IMPORT = (
     "httpx",  # the shells: imported when a guard first needs one
     "asyncio",
-    "jwt",  # pyjwt's PyJWK: imported at the first key set
+    "jwt",  # pyjwt: never on the validation path (keys are read with cryptography)
     "authlib",  # client-assertion signing: at the first private_key_jwt request
     "joserfc",
     "click",  # the CLI
@@ -70,6 +70,7 @@ assert g.validate(t).issuer == "https://as.example"
     loaded = _modules_after(code)
     assert "tokenguard.shells.sync" in loaded  # the sync shell drove the flow
     assert "tokenguard.shells.aio" not in loaded  # the async one was never needed
+    assert "jwt" not in loaded  # keys are read with cryptography alone (core/jwks.py)
 
 
 def test_unknown_public_names_still_raise_attribute_error() -> None:

@@ -183,6 +183,28 @@ def test_ec_point_not_on_curve_refused(keys: SimpleNamespace) -> None:
     assert parse(jwk).keys != ()
 
 
+def test_ec_coordinates_of_the_wrong_length_refused(keys: SimpleNamespace) -> None:
+    jwk = public_jwk(keys.p256)
+    numbers = keys.p256.public_key().public_numbers()
+    padded = b64url(b"\x00" + numbers.x.to_bytes(32, "big"))  # 33 bytes for P-256
+    assert parse({**jwk, "x": padded}).keys == ()
+    assert parse({**jwk, "x": 5}).keys == ()  # not a string
+
+
+@pytest.mark.parametrize("member", ["n", "e"])
+def test_rsa_without_modulus_or_exponent_refused(keys: SimpleNamespace, member: str) -> None:
+    jwk = public_jwk(keys.rsa)
+    assert parse({k: v for k, v in jwk.items() if k != member}).keys == ()
+    assert parse({**jwk, member: ""}).keys == ()
+
+
+def test_padded_members_read_as_servers_publish_them(keys: SimpleNamespace) -> None:
+    jwk = public_jwk(keys.rsa)
+    padded = {**jwk, "n": jwk["n"] + "=" * (-len(jwk["n"]) % 4), "e": "AQAB"}
+    (key,) = parse(padded).keys
+    assert key.key.public_numbers() == keys.rsa.public_key().public_numbers()
+
+
 def test_oct_only_when_allowed() -> None:
     jwk = oct_jwk(b"k" * 32, kid="h")
     assert parse(jwk).keys == ()

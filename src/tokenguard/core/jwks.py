@@ -8,6 +8,7 @@ an outage for a bounded stale window.
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import threading
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from ..config import Settings
 from .algorithms import REGISTRY
@@ -104,11 +105,9 @@ def usable_key(jwk: Any, *, allow_symmetric: bool) -> VerificationKey | None:
         algorithms = algorithms & {alg} if isinstance(alg, str) else frozenset()
     if not algorithms:
         return None
-    import jwt  # PyJWK turns a JWK into a key object; imported at the first key set
-
     try:
-        key = jwt.PyJWK(jwk, algorithm=REGISTRY[min(algorithms)].pyjwt_name).key
-    except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError):
+        key = _key_object(jwk, kty, crv)
+    except (ValueError, TypeError, OverflowError):
         return None
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < _MIN_RSA_BITS:
         return None
@@ -120,6 +119,61 @@ def usable_key(jwk: Any, *, allow_symmetric: bool) -> VerificationKey | None:
         if not algorithms:
             return None
     return VerificationKey(kid=kid, kty=kty, algorithms=algorithms, key=key)
+
+
+def _member(jwk: Mapping[str, Any], name: str) -> bytes:
+    """A base64url member of a JWK. Padding is tolerated, as servers publish it (RFC 7517
+    asks for none): these bytes come from the configuration or from the issuer's own
+    key set over TLS, never from a token."""
+    value = jwk.get(name)
+    if not isinstance(value, str) or not value.isascii():
+        raise ValueError("not a base64url member")
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+def _unsigned(jwk: Mapping[str, Any], name: str) -> int:
+    data = _member(jwk, name)
+    if not data:
+        raise ValueError("empty integer member")
+    return int.from_bytes(data, "big")
+
+
+#: EC curves of the registry, with the byte length of their coordinates (RFC 7518 §6.2.1).
+_EC_CURVES: dict[str, tuple[type[ec.EllipticCurve], int]] = {
+    "P-256": (ec.SECP256R1, 32),
+    "P-384": (ec.SECP384R1, 48),
+    "P-521": (ec.SECP521R1, 66),
+    "secp256k1": (ec.SECP256K1, 32),
+}
+_OKP_CURVES: dict[str, Any] = {
+    "Ed25519": ed25519.Ed25519PublicKey,
+    "Ed448": ed448.Ed448PublicKey,
+}
+
+
+def _key_object(jwk: Mapping[str, Any], kty: str, crv: str | None) -> Any:
+    """The cryptography key of a public JWK (RFC 7518 §6), or the bytes of an ``oct`` one.
+    Raises ValueError (or TypeError) for anything else: an unknown curve, coordinates of
+    the wrong length, a point off its curve, an impossible RSA modulus or exponent."""
+    if kty == "RSA":
+        return rsa.RSAPublicNumbers(_unsigned(jwk, "e"), _unsigned(jwk, "n")).public_key()
+    if kty == "EC":
+        curve, size = _EC_CURVES.get(crv or "", (None, 0))
+        x, y = _member(jwk, "x"), _member(jwk, "y")
+        if curve is None or len(x) != size or len(y) != size:
+            raise ValueError("not a key of a supported curve")
+        numbers = ec.EllipticCurvePublicNumbers(
+            int.from_bytes(x, "big"), int.from_bytes(y, "big"), curve()
+        )
+        return numbers.public_key()  # refuses a point that is not on the curve
+    if kty == "OKP":
+        okp = _OKP_CURVES.get(crv or "")
+        if okp is None:
+            raise ValueError("not a signature curve")
+        return okp.from_public_bytes(_member(jwk, "x"))
+    if kty == "oct":
+        return _member(jwk, "k")
+    raise ValueError("unknown key type")
 
 
 def parse_jwks(
