@@ -323,7 +323,7 @@ BARE_DEPENDENCIES = (
     "from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils"
 )
 #: A serverless cold start: import, a guard, one validation (an HS256 key configured
-#: locally, so no network; the JWKS path adds httpx and pyjwt when it first fetches).
+#: locally, so no network; the JWKS path adds the HTTP client when it first fetches).
 COLD_START = (
     "import tokenguard, base64, hmac, json, time; "
     "k = b'k' * 32; e = lambda b: base64.urlsafe_b64encode(b).rstrip(b'=').decode(); "
@@ -346,7 +346,7 @@ IMPORT_ROWS = (
     ),
     ("import pydantic", "import pydantic"),
     ("import httpx (imported at a guard's first HTTP request)", "import httpx"),
-    ("import jwt (pyjwt: imported at the first key set)", "import jwt"),
+    ("import jwt (pyjwt: no longer on the validation path)", "import jwt"),
     ("cold start: import + TokenGuard(...) + first validation (HS256, local key)", None),
 )
 
@@ -433,8 +433,8 @@ def import_table(budget: Budget) -> Table:
         + (
             ", ".join(found)
             if found
-            else "none (httpx, asyncio, pyjwt, authlib, joserfc, click, the shells and the "
-            "testing kit are imported when first used)"
+            else "none (httpx, asyncio, authlib, joserfc, click, the shells and the testing "
+            "kit are imported when first used; pyjwt is not imported to validate at all)"
         )
     )
     table.notes.append(
