@@ -509,3 +509,28 @@ def test_no_op_or_sampled_out_tracing_still_counts(
     assert telemetry.spans() == []
     durations = telemetry.metrics()["tokenguard.validation.duration"]
     assert [count for count, _ in durations.values()] == [2]
+
+
+def test_a_configuration_problem_found_while_validating_is_an_error(
+    auth_server: AuthServer, check: Driver, telemetry: Telemetry
+) -> None:
+    """The issuer's metadata names no introspection endpoint: the guard cannot decide
+    (result ``error``, a failed span), and says so as a ConfigurationError."""
+    from tokenguard import ConfigurationError
+
+    guard = guard_for(auth_server)
+    instrumented(telemetry, guard)
+    metadata = {"issuer": auth_server.issuer, "jwks_uri": auth_server.jwks_uri}
+    auth_server.set_failure("metadata", 200, metadata)
+    with pytest.raises(ConfigurationError):
+        check(guard, auth_server.issue_opaque())
+    metadata_span, validate = telemetry.spans()
+    assert metadata_span.name == "GET"
+    assert dict(validate.attributes or {}) == validation_span(
+        "opaque", "introspection", "error", "tokenguard.ConfigurationError"
+    )
+    assert validate.status.status_code is StatusCode.ERROR
+    assert telemetry.nonzero("tokenguard.validations") == {
+        counted("error", "introspection", error="tokenguard.ConfigurationError"): 1
+    }
+    assert guard.stats().total(result="error") == 1
