@@ -26,11 +26,12 @@ from tokenguard import (
     InvalidDPoPProof,
     InvalidRequest,
     InvalidTokenBinding,
+    Policy,
     TokenGuard,
     UnsupportedToken,
     UseDPoPNonce,
 )
-from tokenguard.testing import AuthServer
+from tokenguard.testing import DEFAULT_AUDIENCE, AuthServer
 
 from ..conftest import Driver, guard_for
 from . import forge, support
@@ -81,9 +82,15 @@ def with_proof(
 
 
 def refused_proof(
-    check: Driver, guard: TokenGuard, token: str, proof: Any, reason: str, **request: Any
+    check: Driver,
+    guard: TokenGuard,
+    token: str,
+    proof: Any,
+    reason: str,
+    policy: str | None = None,
+    **request: Any,
 ) -> None:
-    error = rejected(with_proof(check, proof, **request), guard, token, InvalidDPoPProof)
+    error = rejected(with_proof(check, proof, **request), guard, token, InvalidDPoPProof, policy)
     assert reason in error.description, error.description
     header = error.www_authenticate()
     assert 'DPoP error="invalid_dpop_proof"' in header, header
@@ -233,6 +240,7 @@ def test_a_refused_request_leaves_no_jti_behind(
     rejected(with_proof(check, proof), guard, token, InsufficientScope)
     assert len(guard._engine.binder.replay) == 0
     assert not guard._engine.binder._keys  # nor its public key
+    assert not guard._engine.binder._headers  # nor its header
 
 
 def test_proof_signed_by_another_key(
@@ -253,6 +261,47 @@ def test_proof_signed_by_another_key(
     refused_proof(check, guard, token, stolen_jwk, "signature is invalid")
     garbage = forge.reencode(stolen_jwk)[:-10] + "AAAAAAAAAA"
     refused_proof(check, guard, token, garbage, "signature is invalid")
+
+
+def test_a_known_proof_header_still_checks_the_rest(
+    server: AuthServer, check: Driver, keys: dict[str, Any]
+) -> None:
+    """A client's proof header (same typ, alg and jwk each time) is remembered once one of
+    its requests passed, and not parsed again: everything else still is. With the
+    victim's header known, a proof signed by another key, a broken payload or signature,
+    a proof for another request and one under a policy that does not list its algorithm
+    are refused exactly as before."""
+    victim = keys["es256"]
+    guard = guard_for(
+        server,
+        Policy(name="es", audience=DEFAULT_AUDIENCE, dpop_algorithms=["ES256"]),
+        Policy(name="ed", audience=DEFAULT_AUDIENCE, dpop_algorithms=["EdDSA"]),
+    )
+    token = bound_jwt(server, victim)
+    first = forge.dpop_proof(victim, token=token)
+    accepted(with_proof(check, first), guard, token, "es")
+    segment = first.partition(".")[0]
+    assert segment in guard._engine.binder._headers
+    again = forge.dpop_proof(victim, token=token)
+    assert again.partition(".")[0] == segment  # the known-header path
+    accepted(with_proof(check, again), guard, token, "es")
+
+    forged = forge.dpop_proof(victim, token=token, signing_key=keys["attacker"])
+    assert forged.partition(".")[0] == segment
+    refused_proof(check, guard, token, forged, "signature is invalid", policy="es")
+    h64, p64, s64 = forge.split(forge.dpop_proof(victim, token=token))
+    for broken, reason in [
+        (f"{h64}.{p64[:-2]}.{s64}", "malformed"),
+        (f"{h64}.{forge.segment(b'[1]')}.{s64}", "malformed"),
+        (f"{h64}.{p64}.{s64[:-4]}AAAA", "signature is invalid"),
+        (f"{h64}.{p64}.{s64}x", "malformed"),
+    ]:
+        refused_proof(check, guard, token, broken, reason, policy="es")
+    post = forge.dpop_proof(victim, token=token, htm="POST")
+    refused_proof(check, guard, token, post, "another HTTP method", policy="es")
+    other_policy = forge.dpop_proof(victim, token=token)
+    refused_proof(check, guard, token, other_policy, "algorithm is not allowed", policy="ed")
+    assert list(guard._engine.binder._headers) == [segment]
 
 
 def test_private_key_in_jwk(server: AuthServer, check: Driver, keys: dict[str, Any]) -> None:

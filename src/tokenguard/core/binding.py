@@ -53,7 +53,7 @@ from ..errors import (
 )
 from ..models import TokenInfo
 from .claims import Claims
-from .dpop import DPoPProof, DPoPRules, Proof, read_proof, verify_proof
+from .dpop import DPoPProof, DPoPRules, KnownHeader, Proof, read_proof, verify_proof
 from .jwks import VerificationKey
 from .mtls import matches_certificate
 from .nonces import NonceSource
@@ -74,6 +74,8 @@ _CHALLENGE_SCHEMES = {
 }
 _SHA256_B64 = 43  # characters of an unpadded base64url SHA-256 digest
 _MAX_KNOWN_KEYS = 10_000
+_MAX_KNOWN_HEADERS = 10_000
+_MAX_HEADER_SEGMENT = 2048  # an RSA-4096 jwk header is about 1 KB of base64url
 # How far the clocks of a fleet's hosts may disagree: a proof's fleet-wide entry outlives
 # its window by this much, for a process whose clock is behind.
 _FLEET_CLOCK_SKEW = 5.0
@@ -170,6 +172,10 @@ class Binder:
         # verified without building its key again. Only a request that passed adds one.
         self._keys: OrderedDict[str, VerificationKey] = OrderedDict()
         self._keys_lock = threading.Lock()
+        # Header segments of proofs that passed: a client's next proof (same header) is
+        # read without parsing and checking its header and key again. Bounded; emptied
+        # when full (refilled by the next request of each client).
+        self._headers: dict[str, KnownHeader] = {}
 
     def challenge(self, rules: BindingRules, dpop: DPoPProof | None) -> Challenge:
         """The challenge for an error answered to a request with this DPoP context."""
@@ -200,6 +206,7 @@ class Binder:
                 rules=rules.dpop,
                 max_length=self._max_length,
                 now=now,
+                known_headers=self._headers,
             )
             if rules.dpop.nonce:
                 nonce = proof.jws.claims.get("nonce")
@@ -281,6 +288,14 @@ class Binder:
                 self._keys.move_to_end(proof.thumbprint)
                 if len(self._keys) > _MAX_KNOWN_KEYS:
                     self._keys.popitem(last=False)
+                segment = proof.segment
+                if segment not in self._headers and 0 < len(segment) <= _MAX_HEADER_SEGMENT:
+                    if len(self._headers) >= _MAX_KNOWN_HEADERS:
+                        self._headers.clear()
+                    jws = proof.jws
+                    self._headers[segment] = KnownHeader(
+                        jws.header, jws.algorithm, jws.typ, proof.jwk, proof.thumbprint
+                    )
 
     def claim_shared(self, proof: Proof, now: float, fleet: FleetTier) -> Generator[Any, Any, None]:
         """Claim a proof that :meth:`claim` accepted for every process of the fleet: a

@@ -20,19 +20,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring as _json_string
 from typing import Any
 
 from ..errors import InvalidDPoPProof, InvalidSignature, TokenGuardError
-from .jose import JWS, parse_jws
+from .algorithms import JWSAlgorithm
+from .jose import JWS, b64url_decode, parse_json_object, parse_jws
 from .jwks import PRIVATE_MEMBERS, VerificationKey, usable_key
 from .urls import normalize_http_uri
 
 __all__ = [
     "DPoPProof",
     "DPoPRules",
+    "KnownHeader",
     "Proof",
     "access_token_hash",
     "b64url_encode",
@@ -98,6 +100,20 @@ class Proof:
     jti: str = field(repr=False)
     iat: float
     key: VerificationKey | None = field(default=None, repr=False)
+    segment: str = field(default="", repr=False)  # the header segment as sent
+
+
+@dataclass(frozen=True, slots=True)
+class KnownHeader:
+    """What :func:`read_proof` learnt from a proof header segment, every check of which
+    depends on the segment alone (but the policy's algorithm list): a client sends the
+    same header with each proof. Remembered only for a proof whose request passed."""
+
+    header: dict[str, Any] = field(repr=False)
+    algorithm: JWSAlgorithm
+    typ: str | None
+    jwk: dict[str, Any] = field(repr=False)
+    thumbprint: str
 
 
 def b64url_encode(data: bytes) -> str:
@@ -141,25 +157,21 @@ def _one_value(value: str | Sequence[str] | None) -> str:
     return value.strip(" \t")
 
 
-def read_proof(
-    value: str | Sequence[str] | None,
-    *,
-    method: str,
-    url: str,
-    token: str,
-    rules: DPoPRules,
-    max_length: int,
-    now: float,
-) -> Proof:
-    """Every check of RFC 9449 §4.3 that needs neither the token's binding nor a
-    signature verification. Raises :class:`InvalidDPoPProof` (nonces are checked by the
-    caller, which issues them)."""
-    text = _one_value(value)
-    if len(text) > max_length:
-        raise InvalidDPoPProof("The DPoP proof is too large")
-    parts = text.split(".")
-    if len(parts) != 3 or not all(parts):  # the segments' characters: parse_jws
-        raise InvalidDPoPProof("The DPoP proof is not a compact JWS")
+def _with_known_header(text: str, parts: list[str], known: KnownHeader) -> JWS:
+    """The JWS of a proof whose header segment is known: only its payload and signature
+    are decoded (with the same strict rules as :func:`parse_jws`)."""
+    try:
+        signature = b64url_decode(parts[2])
+        claims = parse_json_object(b64url_decode(parts[1]), "payload")
+    except TokenGuardError:
+        raise InvalidDPoPProof("The DPoP proof is malformed") from None
+    signing_input = text[: len(parts[0]) + len(parts[1]) + 1].encode("ascii")
+    return JWS(known.header, claims, signing_input, signature, known.algorithm, None, known.typ)
+
+
+def _read_header(text: str, rules: DPoPRules) -> tuple[JWS, dict[str, Any], str]:
+    """Parse a proof and check its header (RFC 9449 §4.3 checks 2, 4-7 short of the
+    signature): the JWS, its public ``jwk`` and that key's RFC 7638 thumbprint."""
     try:
         jws = parse_jws(text, rules.algorithms)
     except InvalidSignature:
@@ -184,6 +196,38 @@ def read_proof(
     thumbprint = jwk_thumbprint(jwk)
     if thumbprint is None:
         raise InvalidDPoPProof("The DPoP proof jwk is incomplete")
+    return jws, jwk, thumbprint
+
+
+def read_proof(
+    value: str | Sequence[str] | None,
+    *,
+    method: str,
+    url: str,
+    token: str,
+    rules: DPoPRules,
+    max_length: int,
+    now: float,
+    known_headers: Mapping[str, KnownHeader] | None = None,
+) -> Proof:
+    """Every check of RFC 9449 §4.3 that needs neither the token's binding nor a
+    signature verification. Raises :class:`InvalidDPoPProof` (nonces are checked by the
+    caller, which issues them). ``known_headers``: header segments of proofs that passed
+    before, by segment (their checks are not run again, but the policy's algorithms)."""
+    text = _one_value(value)
+    if len(text) > max_length:
+        raise InvalidDPoPProof("The DPoP proof is too large")
+    parts = text.split(".")
+    if len(parts) != 3 or not all(parts):  # the segments' characters: parse_jws
+        raise InvalidDPoPProof("The DPoP proof is not a compact JWS")
+    known = known_headers.get(parts[0]) if known_headers else None
+    if known is not None:
+        if known.algorithm.name not in rules.algorithms:
+            raise InvalidDPoPProof("The DPoP proof algorithm is not allowed")
+        jws = _with_known_header(text, parts, known)
+        jwk, thumbprint = known.jwk, known.thumbprint
+    else:
+        jws, jwk, thumbprint = _read_header(text, rules)
 
     claims = jws.claims
     jti, htm, htu, iat = claims.get("jti"), claims.get("htm"), claims.get("htu"), claims.get("iat")
@@ -212,7 +256,7 @@ def read_proof(
     nonce = claims.get("nonce")
     if nonce is not None and type(nonce) is not str:
         raise InvalidDPoPProof("The DPoP proof nonce must be a string")
-    return Proof(jws=jws, jwk=jwk, thumbprint=thumbprint, jti=jti, iat=float(iat))
+    return Proof(jws=jws, jwk=jwk, thumbprint=thumbprint, jti=jti, iat=float(iat), segment=parts[0])
 
 
 def verify_proof(proof: Proof, known: VerificationKey | None = None) -> None:
