@@ -32,10 +32,16 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-from opentelemetry import context, metrics, trace
-from opentelemetry.context import Context
-from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+try:
+    from opentelemetry import context, metrics, trace
+    from opentelemetry.context import Context
+    from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+    from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+except ImportError as missing:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "tokenguard.otel needs opentelemetry-api: pip install 'tokenguard[otel]'",
+        name=missing.name,
+    ) from missing
 
 from . import __version__
 from .core.exchange import HttpFailure

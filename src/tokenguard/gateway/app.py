@@ -85,6 +85,8 @@ class GatewayApp:
             parts = {name: getattr(guard_config, name) for name in type(guard_config).model_fields}
             guard = TokenGuard.from_config(parts)
         guard._engine.observer.on_exchange = UpstreamWatch(self.metrics)
+        if settings.opentelemetry:
+            guard.instrument()  # the process's global providers
         self.guard = guard
         # Per route: the policy, the route's scopes and the challenge's realm, by the
         # rules every framework adapter shares (tokenguard.edge). Errors before a route
