@@ -408,9 +408,17 @@ class GuardConfig(BaseModel):
 
 def _describe(error: ValidationError) -> str:
     # Never echo input values: they may be secrets.
+    items = error.errors(include_input=False, include_url=False)
     parts = []
-    for item in error.errors(include_input=False, include_url=False):
-        where = ".".join(str(p) for p in item["loc"]) or "config"
+    for item in items:
+        loc = item["loc"]
+        # pydantic counts only the valid members of a list: one bad issuer also reports
+        # "issuers: should have at least 1 item", which says nothing more. Say the cause.
+        if item["type"] == "too_short" and any(
+            other["loc"][: len(loc)] == loc and len(other["loc"]) > len(loc) for other in items
+        ):
+            continue
+        where = ".".join(str(p) for p in loc) or "config"
         parts.append(f"{where}: {item['msg']}")
     return "invalid tokenguard configuration: " + "; ".join(parts)
 

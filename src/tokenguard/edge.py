@@ -4,17 +4,20 @@ An adapter reads its framework's request into a :class:`RequestView` (plain valu
 hands it to a :class:`Protection`, and writes back either the :class:`TokenInfo` or the
 :class:`Reply` it gets for an error. Everything in between is here:
 
-* reading the access token by the RFC 6750 rules: one ``Authorization: Bearer`` header
-  (two headers, or a malformed one, are ``400 invalid_request``); a token in the query
-  string is refused (§2.3); a form-body token (§2.2) only when the adapter opts in;
+* reading the access token by the RFC 6750 rules: one ``Authorization: Bearer`` header,
+  read by RFC 9110 §11.4 (:func:`tokenguard.bearer.parse_authorization`: two headers,
+  one value holding two credentials, or a malformed one are ``400 invalid_request``); a
+  token in the query string is refused (§2.3); a form-body token (§2.2) only when the
+  adapter opts in;
 * validating it (:meth:`TokenGuard.validate` or ``avalidate``) and checking what the
   route requires on top of the policy: scopes, RFC 9470 step-up;
 * the error response: the error's status, its ``WWW-Authenticate`` challenge (with
   ``resource_metadata``, RFC 9728 §5.1), a small JSON body (``error``,
-  ``error_description``), ``Retry-After`` on 503. A request without credentials gets the
-  bare challenge without an error code (RFC 6750 §3.1). Never the token, never a claim;
-* the RFC 9728 protected resource metadata document and where it is served.
-
+  ``error_description``), one ``Retry-After`` on 503 (the guard's own when it knows).
+  A request without credentials gets the bare challenge without an error code (RFC 6750
+  §3.1); every challenge offers the schemes the policy accepts. Never the token, never a
+  claim;
+* the RFC 9728 protected resource metadata document and where it is served;
 * sender-constrained tokens: ``Authorization: DPoP <token>`` with its ``DPoP`` header,
   method and URL (RFC 9449 §7.1), and the client certificate an adapter or the gateway
   found (RFC 8705), handed to the guard (:meth:`Protection.credentials`).

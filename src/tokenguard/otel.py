@@ -23,6 +23,7 @@ metric ever holds a token, a digest of one or a claim value.
 from __future__ import annotations
 
 import contextvars
+import operator
 import threading
 import time
 import weakref
@@ -31,10 +32,16 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-from opentelemetry import context, metrics, trace
-from opentelemetry.context import Context
-from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+try:
+    from opentelemetry import context, metrics, trace
+    from opentelemetry.context import Context
+    from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+    from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+except ImportError as missing:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "tokenguard.otel needs opentelemetry-api: pip install 'tokenguard[otel]'",
+        name=missing.name,
+    ) from missing
 
 from . import __version__
 from .core.exchange import HttpFailure
@@ -100,7 +107,7 @@ class Instrumentation:
             observer.listener = None
         self._instruments.remove(self)
 
-    def stats(self) -> GuardStats:
+    def _snapshot(self) -> GuardStats:
         return self._guard.stats()
 
     # -- the listener of core/observe.py ----------------------------------------------
@@ -110,6 +117,7 @@ class Instrumentation:
         return _Validation(self)
 
     def validated(self, outcome: Outcome) -> None:
+        """The end of the current validation: its attributes on its span."""
         state = self._current.get()
         if state is None or state.outcome is not None:
             return  # not a validation this instrumentation opened a span for
@@ -121,6 +129,9 @@ class Instrumentation:
                 span.set_status(Status(StatusCode.ERROR))
 
     def exchange(self, exchange: Exchange) -> AbstractContextManager[Callable[[Exchange], None]]:
+        """The client span of one request to an authorization server; the value takes
+        the finished request (its status or failure, and for an introspection its
+        duration, recorded in ``tokenguard.introspection.duration``)."""
         return self._exchange(exchange)
 
     @contextmanager
@@ -359,7 +370,7 @@ class _Instruments:
             )
         meter.create_observable_gauge(
             "tokenguard.fleet.circuit",
-            callbacks=[self._callback(_fleet_circuit)],
+            callbacks=[self._callback(_fleet_circuit, max)],
             unit="1",
             description="The fleet's circuit breaker: 1 open (Redis skipped), 0 closed.",
         )
@@ -373,17 +384,22 @@ class _Instruments:
             self._members.discard(member)
 
     def _callback(
-        self, read: Callable[[GuardStats], Iterable[Observation]]
+        self,
+        read: Callable[[GuardStats], Iterable[Observation]],
+        combine: Callable[[float, float], float] = operator.add,
     ) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def callback(options: CallbackOptions) -> Iterable[Observation]:
             with self._lock:
                 members = [m for m in self._members if m.active]
-            # Several guards on one provider: one observation per attribute set, summed.
+            # Several guards on one provider: one observation per attribute set, the
+            # counters summed, the circuit gauge the highest (open if any is open).
             totals: dict[frozenset[tuple[str, Any]], float] = {}
             for member in members:
-                for observation in read(member.stats()):
+                for observation in read(member._snapshot()):
                     key = frozenset((observation.attributes or {}).items())
-                    totals[key] = totals.get(key, 0) + observation.value
+                    found = totals.get(key)
+                    value = observation.value
+                    totals[key] = value if found is None else combine(found, value)
             return [Observation(value, dict(key)) for key, value in totals.items()]
 
         return callback

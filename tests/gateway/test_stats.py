@@ -267,3 +267,50 @@ def test_several_workers_add_up_the_guards_counters(
         assert total == 20
     finally:
         stop(running.process)
+
+
+def test_upstream_requests_are_timed_with_the_guards_own_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with AuthServer() as server:
+        monkeypatch.setenv("TG_TEST_SECRET", server.client_secret)
+        config = tmp_path / "gateway.toml"
+        config.write_text(gateway_toml(server, extra="[settings]\nhttp_timeout = 1\n"))
+        app = create_app(config)
+
+        async def decide_opaque(token: str) -> int:
+            sent: list[dict[str, Any]] = []
+
+            async def send(message: dict[str, Any]) -> None:
+                sent.append(message)
+
+            async def receive() -> dict[str, Any]:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            headers = [(b"authorization", f"Bearer {token}".encode())]
+            scope = {"type": "http", "method": "GET", "path": "/envoy/orders/1",
+                     "raw_path": b"/envoy/orders/1", "query_string": b"", "headers": headers,
+                     "client": ("127.0.0.1", 5000)}  # fmt: skip
+            await app(scope, receive, send)
+            return int(sent[0]["status"])
+
+        async def run() -> tuple[int, int]:
+            ok = await decide_opaque(server.issue_opaque(scopes=["orders:read"]))
+            server.go_down()
+            down = await decide_opaque(server.issue_opaque(scopes=["orders:read"]))
+            await app.aclose()
+            return ok, down
+
+        assert asyncio.run(run()) == (200, 503)
+        assert app.guard._sync_shell is None  # the async shell and its own client only
+        text = app.metrics.expose().decode()
+        # Metadata, then introspection: two answered requests, then one with no answer.
+        host = 'host="127.0.0.1"'
+        assert f'tokenguard_gateway_upstream_seconds_count{{{host},outcome="2xx"}} 2.0' in text
+        assert f'tokenguard_gateway_upstream_seconds_count{{{host},outcome="error"}} 1.0' in text
+        # The server went away under a kept-alive connection, or refused a new one.
+        assert re.search(
+            r'tokenguard_gateway_upstream_errors_total\{host="127\.0\.0\.1",'
+            r'reason="connection (failed|lost)"\} 1\.0',
+            text,
+        )

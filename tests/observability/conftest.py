@@ -16,7 +16,11 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+# The machine's Redis, as the fleet tests use it (skipped without it, except under CI).
+from ..fleet.conftest import prefix, redis_url
+
 Attributes = frozenset[tuple[str, Any]]
+__all__ = ["Telemetry", "attrs", "prefix", "redis_url", "telemetry"]
 
 
 @dataclass

@@ -509,3 +509,111 @@ def test_no_op_or_sampled_out_tracing_still_counts(
     assert telemetry.spans() == []
     durations = telemetry.metrics()["tokenguard.validation.duration"]
     assert [count for count, _ in durations.values()] == [2]
+
+
+def test_a_configuration_problem_found_while_validating_is_an_error(
+    auth_server: AuthServer, check: Driver, telemetry: Telemetry
+) -> None:
+    """The issuer's metadata names no introspection endpoint: the guard cannot decide
+    (result ``error``, a failed span), and says so as a ConfigurationError."""
+    from tokenguard import ConfigurationError
+
+    guard = guard_for(auth_server)
+    instrumented(telemetry, guard)
+    metadata = {"issuer": auth_server.issuer, "jwks_uri": auth_server.jwks_uri}
+    auth_server.set_failure("metadata", 200, metadata)
+    with pytest.raises(ConfigurationError):
+        check(guard, auth_server.issue_opaque())
+    metadata_span, validate = telemetry.spans()
+    assert metadata_span.name == "GET"
+    assert dict(validate.attributes or {}) == validation_span(
+        "opaque", "introspection", "error", "tokenguard.ConfigurationError"
+    )
+    assert validate.status.status_code is StatusCode.ERROR
+    assert telemetry.nonzero("tokenguard.validations") == {
+        counted("error", "introspection", error="tokenguard.ConfigurationError"): 1
+    }
+    assert guard.stats().total(result="error") == 1
+
+
+def test_the_gateway_reports_to_the_global_providers_when_asked() -> None:
+    """``[gateway] opentelemetry = true``: the gateway's guard reports to the process's
+    global providers (as ``opentelemetry-instrument`` sets them up); a real process, as
+    the global providers can be set only once."""
+    code = textwrap.dedent(
+        """
+        import asyncio
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from tokenguard.gateway import create_app
+        from tokenguard.testing import AuthServer
+
+        spans = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(spans))
+        trace.set_tracer_provider(provider)
+
+        async def main(server):
+            config = {
+                "issuers": [{"issuer": server.issuer, "allow_insecure_http": True}],
+                "policies": [{"name": "api", "audience": "urn:test:api"}],
+                "routes": [{"path": "/**", "policy": "api"}],
+                "gateway": {"access_log": False, "opentelemetry": True},
+            }
+            app = create_app(config)
+            sent = []
+
+            async def send(message):
+                sent.append(message)
+
+            async def receive():
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            token = server.issue_jwt()
+            scope = {"type": "http", "method": "GET", "path": "/envoy/x", "raw_path": b"/envoy/x",
+                     "query_string": b"", "client": ("127.0.0.1", 1),
+                     "headers": [(b"authorization", f"Bearer {token}".encode())]}
+            await app(scope, receive, send)
+            await app.aclose()
+            return sent[0]["status"]
+
+        with AuthServer() as server:
+            status = asyncio.run(main(server))
+        print(status, [s.name for s in spans.get_finished_spans()])
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "200 ['GET', 'GET', 'tokenguard.validate']"
+
+
+def test_without_the_api_instrumenting_says_what_to_install() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["opentelemetry"] = None  # as if opentelemetry-api were not installed
+        from tokenguard.testing import AuthServer, guard_for
+        from tokenguard.gateway.config import GatewaySettings
+
+        with AuthServer() as server:
+            try:
+                guard_for(server).instrument()
+            except ImportError as error:
+                print(error)
+        try:
+            GatewaySettings(opentelemetry=True)
+        except ValueError as error:
+            print("gateway:", "tokenguard[otel]" in str(error))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines() == [
+        "tokenguard.otel needs opentelemetry-api: pip install 'tokenguard[otel]'",
+        "gateway: True",
+    ]

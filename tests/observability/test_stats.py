@@ -220,3 +220,43 @@ def test_counting_is_exact_under_concurrent_cached_hits(auth_server: AuthServer)
     for thread in threads:
         thread.join()
     assert guard.stats().caches.verified.hits == 16000
+
+
+def test_a_dpop_bound_token_across_the_fleet(
+    auth_server: AuthServer, redis_url: str, prefix: str, check: Driver
+) -> None:
+    """A cached DPoP-bound token whose proof is claimed across the fleet (real Redis):
+    a success through the cache, and a replayed proof refused on that path, each counted
+    once."""
+    from tokenguard import DPoPProof, InvalidDPoPProof
+    from tokenguard.testing import DPoPKey
+
+    from ..fleet.conftest import fleet_guard
+
+    url = "https://api.example/orders"
+    key = DPoPKey()
+    a = fleet_guard(auth_server, redis_url, prefix)
+    b = fleet_guard(auth_server, redis_url, prefix)
+    try:
+        token = auth_server.issue_jwt(claims={"cnf": key.cnf})
+
+        def proof() -> DPoPProof:
+            return DPoPProof(key.proof("GET", url, access_token=token), "GET", url, "DPoP")
+
+        check(a, token, dpop=proof())
+        check(b, token, dpop=proof())
+        second = proof()
+        assert check(b, token, dpop=second).cached  # the claim flow of a cached token
+        with pytest.raises(InvalidDPoPProof):
+            check(a, token, dpop=second)  # a replay: refused on the cached path
+        assert counts(a.stats()) == {
+            ("default", "success", None, "jwt", False): 1,
+            ("default", "invalid", "tokenguard.InvalidDPoPProof", "cache", True): 1,
+        }
+        assert counts(b.stats()) == {
+            ("default", "success", None, "jwt", False): 1,
+            ("default", "success", None, "cache", True): 1,
+        }
+    finally:
+        a.close()
+        b.close()

@@ -552,6 +552,8 @@ def test_configuration_error_env_missing(monkeypatch: pytest.MonkeyPatch, name: 
     if name:
         assert str(name) not in info.value.description.replace("client_secret", "")
     assert "issuers.0.client_auth" in info.value.description  # where it is
+    # ... and only that: not pydantic's consequence "issuers: at least 1 item".
+    assert "at least 1 item" not in info.value.description
 
 
 def test_configuration_error_env_empty(monkeypatch: pytest.MonkeyPatch) -> None:

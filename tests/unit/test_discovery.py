@@ -97,3 +97,15 @@ def test_failed_discovery_logs_why(caplog: pytest.LogCaptureFixture) -> None:
     state.failed(1.0)
     (record,) = caplog.records
     assert "issuer in metadata does not match" in record.getMessage()
+
+
+def test_the_same_reason_from_both_discovery_urls_is_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state = MetadataState(ISSUER, ttl=100, retry_after=15)
+    caplog.set_level(logging.WARNING, logger="tokenguard.discovery")
+    assert state.absorb(HttpFailure("connection failed"), 1.0) is False  # RFC 8414 URL
+    assert state.absorb(HttpFailure("connection failed"), 1.0) is False  # OIDC URL
+    state.failed(1.0)
+    (record,) = caplog.records
+    assert record.getMessage().endswith("could not be fetched (connection failed)")

@@ -103,5 +103,6 @@ class MetadataState:
         log.warning(
             "metadata of %s could not be fetched (%s)",
             self._issuer.issuer,
-            "; ".join(problems) or "no answer",
+            # Both discovery URLs usually fail the same way: say it once.
+            "; ".join(dict.fromkeys(problems)) or "no answer",
         )

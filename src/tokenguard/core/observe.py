@@ -194,6 +194,8 @@ class Observer:
 
     def __init__(self) -> None:
         self.listener: Listener | None = None
+        # Told of each finished request (the gateway's upstream metrics), listener or not.
+        self.on_exchange: Callable[[Exchange], None] | None = None
         self._lock = threading.Lock()
         # (policy, result, error type, path, cached) -> count, for validations that
         # needed work or were refused before (the cached hits are HitCounts).
@@ -273,17 +275,21 @@ class Observer:
         listener = self.listener
         if listener is None:
             yield found.append
-            self._count(kind, issuer, found[0] if found else None, time.perf_counter() - started)
-            return
-        pending = Exchange(kind, issuer, request.method, request.url, None, 0.0)
-        with listener.exchange(pending) as done:
-            try:
-                yield found.append
-            finally:
-                seconds = time.perf_counter() - started
-                outcome = found[0] if found else None
-                done(Exchange(kind, issuer, request.method, request.url, outcome, seconds))
+            seconds = time.perf_counter() - started
+            outcome = found[0] if found else None
+        else:
+            pending = Exchange(kind, issuer, request.method, request.url, None, 0.0)
+            with listener.exchange(pending) as done:
+                try:
+                    yield found.append
+                finally:
+                    seconds = time.perf_counter() - started
+                    outcome = found[0] if found else None
+                    done(Exchange(kind, issuer, request.method, request.url, outcome, seconds))
         self._count(kind, issuer, outcome, seconds)
+        watch = self.on_exchange
+        if watch is not None:
+            watch(Exchange(kind, issuer, request.method, request.url, outcome, seconds))
 
     def _count(
         self, kind: str, issuer: str | None, outcome: HttpOutcome | None, seconds: float

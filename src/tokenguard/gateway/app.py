@@ -22,8 +22,6 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from ..edge import Protection, RequestView
 from ..errors import InvalidRequest, TokenGuardError
 from ..guard import TokenGuard
@@ -32,7 +30,7 @@ from .accesslog import AccessLog
 from .config import GatewayConfig, load_gateway_config
 from .contracts import CONTRACTS, Contract, Forwarded, decode_certificate
 from .identity import IdentityWriter
-from .metrics import CONTENT_TYPE, GatewayMetrics, MeasuredTransport
+from .metrics import CONTENT_TYPE, GatewayMetrics, UpstreamWatch
 from .responses import Answer, denial, unmatched
 from .routes import CompiledRoute, UnsafePath, normalize_path
 
@@ -78,23 +76,17 @@ class GatewayApp:
             settings.identity_headers.pairs(), settings.max_identity_length
         )
         self._access_log = AccessLog() if settings.access_log else None
-        self._http: httpx.AsyncClient | None = None
         if guard is None:
-            guard_config = config.guard
-            self._http = httpx.AsyncClient(
-                transport=MeasuredTransport(
-                    httpx.AsyncHTTPTransport(
-                        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
-                    ),
-                    self.metrics,
-                ),
-                timeout=guard_config.settings.http_timeout,
-                follow_redirects=False,
-            )
+            # The guard's own HTTP clients (aiohttp for the async shell this app uses):
+            # every request it makes is timed through its observer (UpstreamWatch).
             # The guard's configuration as checked, every part of it (from_config takes
             # the models as they are).
+            guard_config = config.guard
             parts = {name: getattr(guard_config, name) for name in type(guard_config).model_fields}
-            guard = TokenGuard.from_config(parts, async_http_client=self._http)
+            guard = TokenGuard.from_config(parts)
+        guard._engine.observer.on_exchange = UpstreamWatch(self.metrics)
+        if settings.opentelemetry:
+            guard.instrument()  # the process's global providers
         self.guard = guard
         # Per route: the policy, the route's scopes and the challenge's realm, by the
         # rules every framework adapter shares (tokenguard.edge). Errors before a route
@@ -201,8 +193,6 @@ class GatewayApp:
         if self._access_log is not None:
             self._access_log.flush()
         await self.guard.aclose()
-        if self._http is not None:
-            await self._http.aclose()
 
     # -- decisions --------------------------------------------------------------------
 

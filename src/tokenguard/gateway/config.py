@@ -7,6 +7,7 @@ reason for each problem; no input value is echoed (it may be a secret).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -201,6 +202,10 @@ class GatewaySettings(BaseModel):
             (``tokenguard stats --token-env``); with one, ``/stats`` answers only a
             request that presents it (``Authorization: Bearer ...``), from any address;
             without one, only requests from loopback addresses.
+        opentelemetry: report the guard's spans and metrics to the process's global
+            OpenTelemetry providers (``guard.instrument()``; needs ``tokenguard[otel]``),
+            for example those ``opentelemetry-instrument tokenguard gateway ...`` sets up
+            from ``OTEL_*`` variables.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
@@ -211,6 +216,14 @@ class GatewaySettings(BaseModel):
     access_log: bool = True
     events: tuple[EventReceiverConfig, ...] = ()
     stats_token: SecretStr | None = Field(default=None, min_length=16)
+    opentelemetry: bool = False
+
+    @field_validator("opentelemetry")
+    @classmethod
+    def _opentelemetry_installed(cls, value: bool) -> bool:
+        if value and importlib.util.find_spec("opentelemetry") is None:
+            raise ValueError("needs opentelemetry-api: pip install 'tokenguard[otel]'")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -1,6 +1,6 @@
 """Prometheus metrics of the gateway, the guard's own counters (``guard.stats()``) as
-Prometheus metrics, and an httpx transport that measures the calls the guard makes to
-authorization servers.
+Prometheus metrics, and the timing of the requests the guard makes to authorization
+servers (:class:`UpstreamWatch`).
 
 With several worker processes, ``PROMETHEUS_MULTIPROC_DIR`` (set by ``tokenguard
 gateway`` before the workers start) makes every worker write its samples there and
@@ -17,15 +17,17 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from ..core.exchange import HttpResponse
+from ..core.observe import Exchange, server_address
+
 if TYPE_CHECKING:
     from ..stats import GuardStats
 
-__all__ = ["CONTENT_TYPE", "GatewayMetrics", "GuardCounters", "MeasuredTransport"]
+__all__ = ["CONTENT_TYPE", "GatewayMetrics", "GuardCounters", "UpstreamWatch"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _DECISION_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
@@ -60,7 +62,7 @@ class GatewayMetrics:
         )
         self.upstream = Histogram(
             "tokenguard_gateway_upstream_seconds",
-            "Requests to authorization servers (metadata, JWKS, introspection).",
+            "Requests to authorization servers (metadata, JWKS, introspection), whole.",
             ("host", "outcome"),
             buckets=_UPSTREAM_BUCKETS,
             registry=self.registry,
@@ -97,31 +99,26 @@ class GatewayMetrics:
         return generate_latest(self.registry)
 
 
-class MeasuredTransport(httpx.AsyncBaseTransport):
-    """Wraps the guard's HTTP transport to time each request to an authorization server
-    and count failures. Only the host is recorded, never a URL, header or body."""
+class UpstreamWatch:
+    """Times each request the guard makes to an authorization server and counts the
+    failures, whatever HTTP client the guard uses (it is told of each finished request
+    by the guard's observer). Only the host is recorded, never a URL, header or body."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, metrics: GatewayMetrics) -> None:
-        self._inner = inner
+    def __init__(self, metrics: GatewayMetrics) -> None:
         self._metrics = metrics
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.host
-        started = time.perf_counter()
-        try:
-            response = await self._inner.handle_async_request(request)
-        except httpx.HTTPError as error:
-            self._metrics.upstream.labels(host, "error").observe(time.perf_counter() - started)
-            self._metrics.upstream_errors.labels(host, type(error).__name__).inc()
-            raise
-        outcome = f"{response.status_code // 100}xx"
-        self._metrics.upstream.labels(host, outcome).observe(time.perf_counter() - started)
-        if response.status_code >= 500:
-            self._metrics.upstream_errors.labels(host, f"http_{response.status_code}").inc()
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    def __call__(self, exchange: Exchange) -> None:
+        host, _ = server_address(exchange.url)
+        outcome = exchange.outcome
+        if isinstance(outcome, HttpResponse):
+            label = f"{outcome.status // 100}xx"
+            reason = f"http_{outcome.status}" if outcome.status >= 500 else None
+        else:
+            label = "error"
+            reason = outcome.reason if outcome is not None else "cancelled"
+        self._metrics.upstream.labels(host, label).observe(exchange.seconds)
+        if reason is not None:
+            self._metrics.upstream_errors.labels(host, reason).inc()
 
 
 #: The guard's counters (``guard.stats()``) in Prometheus: name, help, labels, and how
