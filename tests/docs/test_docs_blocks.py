@@ -247,7 +247,9 @@ def test_every_block_runs_or_says_why_not() -> None:
     assert ROOT / "docs" / "testing.md" in with_code
 
 
-_PIP_ANYWHERE = re.compile(r"pip install(?P<args>(?: +[^\s`|#]+)+)")
+# The arguments end where a shell command would: at a pipe, a comment, a separator, a
+# closing parenthesis or code span ("... as pip install does); ..." is prose).
+_PIP_ANYWHERE = re.compile(r"pip install(?P<args>(?: +[^\s`|#;()]+)+)")
 
 
 def test_every_pip_install_names_this_checkout() -> None:
