@@ -23,7 +23,10 @@ Optional settings: ``TOKENGUARD_REALM`` (the challenges' realm), ``TOKENGUARD_RE
 :func:`metadata_urls` serves the document), ``TOKENGUARD_RESOURCE_METADATA`` (more
 members for it), ``TOKENGUARD_ALLOW_FORM_TOKEN`` (an ``access_token`` POST parameter),
 ``TOKENGUARD_RETRY_AFTER`` (the ``Retry-After`` seconds of a 503 when the guard does not
-know better; 5 by default). With DRF, ``REST_FRAMEWORK["EXCEPTION_HANDLER"] =
+know better; 5 by default), ``TOKENGUARD_CLIENT_CERTIFICATE_HEADER`` (the header a
+trusted TLS-terminating proxy sets to the client certificate, for RFC 8705
+certificate-bound tokens; none by default, see :class:`tokenguard.edge.Protection`).
+With DRF, ``REST_FRAMEWORK["EXCEPTION_HANDLER"] =
 "tokenguard.drf.exception_handler"`` also sends a refusal's other headers
 (``Cache-Control: no-store``, ``DPoP-Nonce``).
 """
@@ -132,6 +135,9 @@ def _protection(
                     metadata=getattr(settings, "TOKENGUARD_RESOURCE_METADATA", None),
                     allow_form_token=getattr(settings, "TOKENGUARD_ALLOW_FORM_TOKEN", False),
                     retry_after=getattr(settings, "TOKENGUARD_RETRY_AFTER", 5),
+                    client_certificate_header=getattr(
+                        settings, "TOKENGUARD_CLIENT_CERTIFICATE_HEADER", None
+                    ),
                 )
     return protection
 

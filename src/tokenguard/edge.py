@@ -37,7 +37,7 @@ from urllib.parse import parse_qsl, urlsplit
 from .bearer import is_token68, parse_authorization
 from .config import SCOPE_TOKEN, Policy
 from .core.dpop import DPoPProof
-from .core.mtls import ClientCertificate
+from .core.mtls import ClientCertificate, forwarded_certificate
 from .errors import (
     ConfigurationError,
     InsufficientScope,
@@ -71,6 +71,8 @@ _JSON: Final = "application/json"
 _SCHEMES = frozenset({"Bearer", "DPoP"})
 _REALM = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
 _SERVER_ERROR_DESCRIPTION = "The access token could not be checked"
+# RFC 9110 §5.1 field-name (a token).
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def _no_headers(name: str) -> Sequence[str]:
@@ -221,6 +223,14 @@ class Protection:
         allow_form_token: accept the token as an ``access_token`` form parameter
             (RFC 6750 §2.2); off by default.
         retry_after: the ``Retry-After`` seconds sent with a 503.
+        client_certificate_header: the header a TLS-terminating proxy you trust sets to
+            the client certificate of the connection (RFC 8705 behind a proxy); read by
+            :func:`tokenguard.core.mtls.forwarded_certificate` (RFC 9440 ``Client-Cert``,
+            nginx, Traefik, Envoy forms). Off by default: a header is never trusted
+            unless the deployment names it, as any client can send it. When set, it
+            alone gives the certificate (the connection's own TLS peer is the proxy);
+            sent twice, or unreadable, there is none. The proxy must overwrite it on
+            every request.
     """
 
     def __init__(
@@ -236,6 +246,7 @@ class Protection:
         metadata: Mapping[str, Any] | None = None,
         allow_form_token: bool = False,
         retry_after: int = 5,
+        client_certificate_header: str | None = None,
     ) -> None:
         self.guard = guard
         self.policy = _resolve_policy(guard, policy)
@@ -252,6 +263,15 @@ class Protection:
         if type(retry_after) is not int or retry_after < 0:
             raise ConfigurationError("retry_after must be a whole number of seconds")
         self.retry_after = retry_after
+        if client_certificate_header is not None and (
+            not isinstance(client_certificate_header, str)
+            or not _FIELD_NAME.fullmatch(client_certificate_header)
+        ):
+            raise ConfigurationError("client_certificate_header must be a header name")
+        self.client_certificate_header = client_certificate_header
+        self._certificate_header = (
+            None if client_certificate_header is None else client_certificate_header.lower()
+        )
         self._metadata_extra = dict(metadata or {})
         self.metadata_path: str | None = None
         self.metadata_url: str | None = None
@@ -282,6 +302,7 @@ class Protection:
             metadata=self._metadata_extra,
             allow_form_token=self.allow_form_token,
             retry_after=self.retry_after,
+            client_certificate_header=self.client_certificate_header,
         )
 
     # -- reading the token --------------------------------------------------------------
@@ -343,7 +364,9 @@ class Protection:
         ``Bearer`` scheme (the guard ignores it for a bearer token and refuses a
         DPoP-bound token sent as bearer; the URL is not built). A bearer request without
         one gives no DPoP context (the guard's fast path). The client certificate is
-        passed as the adapter read it. Raises like :meth:`credentials`.
+        the one of the configured ``client_certificate_header`` (exactly one such header,
+        readable), else the one the adapter read from the TLS layer. Raises like
+        :meth:`credentials`.
         """
         scheme, token = self.credentials(request)
         proofs = request.headers("dpop")
@@ -356,7 +379,11 @@ class Protection:
                 proof = tuple(proofs)  # refused: exactly one DPoP header (RFC 9449 §4.3)
             url = request.url() if scheme == "DPoP" and request.url is not None else ""
             dpop = DPoPProof(proof, request.method, url, scheme)
-        return Credentials(token, dpop, request.client_certificate)
+        certificate = request.client_certificate
+        if self._certificate_header is not None:
+            values = request.headers(self._certificate_header)
+            certificate = forwarded_certificate(values[0]) if len(values) == 1 else None
+        return Credentials(token, dpop, certificate)
 
     # -- validating ---------------------------------------------------------------------
 

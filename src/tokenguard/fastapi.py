@@ -86,6 +86,10 @@ class TokenGuardBearer(SecurityBase):
             top of the policy (RFC 9470 step-up for the last two).
         realm, resource, metadata, allow_form_token, retry_after: see
             :class:`tokenguard.edge.Protection`.
+        client_certificate_header: the header a trusted TLS-terminating proxy sets to
+            the client certificate (RFC 8705); off by default, when the certificate of
+            the ASGI TLS extension is used if the server provides it. See
+            :class:`tokenguard.edge.Protection`.
     """
 
     def __init__(
@@ -106,6 +110,7 @@ class TokenGuardBearer(SecurityBase):
         metadata: Mapping[str, Any] | None = None,
         allow_form_token: bool = False,
         retry_after: int = 5,
+        client_certificate_header: str | None = None,
     ) -> None:
         self.protection = Protection(
             guard,
@@ -118,6 +123,7 @@ class TokenGuardBearer(SecurityBase):
             metadata=metadata,
             allow_form_token=allow_form_token,
             retry_after=retry_after,
+            client_certificate_header=client_certificate_header,
         )
         self.model: HTTPBaseModel | OAuth2Model
         if flows is None and self.protection.policy.dpop == "required":

@@ -77,11 +77,14 @@ def require_token(
     resource: str | None = None,
     allow_form_token: bool = False,
     retry_after: int = 5,
+    client_certificate_header: str | None = None,
 ) -> Callable[[Callable[_P, Any]], Callable[_P, Any]]:
     """Protect a Flask view: the token must pass ``policy`` and carry ``scopes``
     (and meet the RFC 9470 ``acr_values`` / ``max_age`` step-up, when given).
 
-    ``realm``, ``resource``, ``allow_form_token`` and ``retry_after`` are those of
+    ``realm``, ``resource``, ``allow_form_token``, ``retry_after`` and
+    ``client_certificate_header`` (the header a trusted TLS-terminating proxy sets to
+    the client certificate, RFC 8705; off by default) are those of
     :class:`tokenguard.edge.Protection`; with ``functools.partial`` an application sets
     them once for all its views.
     """
@@ -95,6 +98,7 @@ def require_token(
         resource=resource,
         allow_form_token=allow_form_token,
         retry_after=retry_after,
+        client_certificate_header=client_certificate_header,
     )
 
     def decorate(view: Callable[_P, Any]) -> Callable[_P, Any]:

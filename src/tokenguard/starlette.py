@@ -54,6 +54,7 @@ __all__ = [
     "read_request",
     "reply_response",
     "require_token",
+    "tls_client_certificate",
 ]
 
 _P = ParamSpec("_P")
@@ -64,7 +65,8 @@ SCOPE_KEY = "tokenguard.protection"
 
 
 def read_request(conn: HTTPConnection) -> RequestView:
-    """Read an ASGI request (Starlette or FastAPI) into plain values."""
+    """Read an ASGI request (Starlette or FastAPI) into plain values, with the client
+    certificate of the ASGI TLS extension when the server provides it."""
     scope = conn.scope
     headers = conn.headers
     return RequestView(
@@ -72,7 +74,21 @@ def read_request(conn: HTTPConnection) -> RequestView:
         headers=headers.getlist,
         query=scope.get("query_string", b"").decode("latin-1"),
         url=lambda: str(conn.url),
+        client_certificate=tls_client_certificate(scope),
     )
+
+
+def tls_client_certificate(scope: Mapping[str, Any]) -> str | None:
+    """The client certificate (PEM) of the ASGI TLS extension: the first entry of
+    ``scope["extensions"]["tls"]["client_cert_chain"]``; None when the server does not
+    provide the extension or the client sent no certificate."""
+    extensions = scope.get("extensions")
+    tls = extensions.get("tls") if isinstance(extensions, Mapping) else None
+    chain = tls.get("client_cert_chain") if isinstance(tls, Mapping) else None
+    if not isinstance(chain, list | tuple) or not chain:
+        return None
+    first = chain[0]
+    return first if isinstance(first, str) and first else None
 
 
 def reply_response(reply: Reply) -> Response:
@@ -129,6 +145,10 @@ class TokenGuardBackend(AuthenticationBackend):
         realm, resource, metadata, retry_after: see :class:`tokenguard.edge.Protection`
             (``resource`` enables RFC 9728: :meth:`metadata_route` and
             ``resource_metadata`` in challenges).
+        client_certificate_header: the header a trusted TLS-terminating proxy sets to
+            the client certificate (RFC 8705); off by default, when the certificate of
+            the ASGI TLS extension is used if the server provides it. See
+            :class:`tokenguard.edge.Protection`.
 
     Pass :meth:`on_error` to the middleware (or use :meth:`middleware`), so a refused
     token gets its status and challenge rather than Starlette's plain 400.
@@ -143,6 +163,7 @@ class TokenGuardBackend(AuthenticationBackend):
         resource: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         retry_after: int = 5,
+        client_certificate_header: str | None = None,
     ) -> None:
         self.protection = Protection(
             guard,
@@ -151,6 +172,7 @@ class TokenGuardBackend(AuthenticationBackend):
             resource=resource,
             metadata=metadata,
             retry_after=retry_after,
+            client_certificate_header=client_certificate_header,
         )
 
     async def authenticate(

@@ -19,13 +19,11 @@ misconfigured (500); one that is repeated is refused (400).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from urllib.parse import unquote
 
+from ..core.mtls import forwarded_certificate
 from ..errors import ConfigurationError, InvalidRequest
 
 __all__ = ["CONTRACTS", "Contract", "Forwarded", "decode_certificate"]
@@ -161,29 +159,18 @@ ENVOY = Contract(
     status_header=False,
 )
 
-_XFCC_CERT = re.compile(r'(?:^|;)\s*Cert="([^"]*)"', re.IGNORECASE)
 
-
-def decode_certificate(contract: Contract, value: str | None) -> str | bytes | None:
-    """The client certificate a proxy forwarded, as PEM text or DER bytes (None if
-    there is none, or it cannot be read: a certificate-bound token then fails).
+def decode_certificate(contract: Contract, value: str | None) -> bytes | None:
+    """The client certificate a proxy forwarded, as DER bytes (None if there is none,
+    or it cannot be read: a certificate-bound token then fails).
 
     nginx: ``$ssl_client_escaped_cert`` (URL-encoded PEM). Traefik (passTLSClientCert,
     ``pem: true``): URL-encoded PEM without its delimiters, that is base64 DER. Envoy:
     ``X-Forwarded-Client-Cert``, the last element's ``Cert="..."`` (URL-encoded PEM).
+    Each contract's header may also carry the RFC 9440 ``Client-Cert`` form; all are
+    read by :func:`tokenguard.core.mtls.forwarded_certificate`, the adapters' reader.
     """
-    if not value:
-        return None
-    if contract is ENVOY:
-        match = _XFCC_CERT.search(value.rsplit(",", 1)[-1])
-        return unquote(match.group(1)) if match else None
-    text = unquote(value)
-    if contract is TRAEFIK and "-----BEGIN" not in text:
-        try:
-            return base64.b64decode("".join(text.split()), validate=True)
-        except (binascii.Error, ValueError):
-            return None
-    return text
+    return forwarded_certificate(value)
 
 
 #: The contracts by the path they are served on (Envoy's takes the original path after it).
