@@ -150,3 +150,40 @@ def test_drf_errors_and_the_anonymous_challenge(example: ModuleType, auth: AuthS
     assert anonymous["WWW-Authenticate"].startswith('Bearer realm="orders"')
     metadata = client.get("/.well-known/oauth-protected-resource").json()
     assert metadata["authorization_servers"] == [auth.issuer]
+
+
+def test_client_certificate_header_setting(example: ModuleType, auth: AuthServer) -> None:
+    """``TOKENGUARD_CLIENT_CERTIFICATE_HEADER`` names the header a trusted proxy sets to
+    the client certificate (RFC 8705), for DRF and ``token_required`` alike; unset, the
+    header is ignored."""
+    import hashlib
+    from urllib.parse import quote
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from django.test import Client, override_settings
+
+    from ...security import forge
+
+    mine, theirs = (
+        forge.self_signed_certificate(ec.generate_private_key(ec.SECP256R1()), name)
+        for name in ("client.example", "victim.example")
+    )
+    x5t = forge.b64url(hashlib.sha256(mine.public_bytes(Encoding.DER)).digest())
+    cnf = {"cnf": {"x5t#S256": x5t}}
+    token = auth.issue_jwt(scopes=["orders:read"], audience=AUDIENCE, claims=cnf)
+
+    def escaped(certificate: Any) -> str:
+        return quote(certificate.public_bytes(Encoding.PEM).decode(), safe="")
+
+    client = Client()
+    with override_settings(TOKENGUARD_CLIENT_CERTIFICATE_HEADER="X-Client-Cert"):
+        for path in ("/orders", "/report"):
+            ok = client.get(path, **_bearer(token), HTTP_X_CLIENT_CERT=escaped(mine))
+            assert ok.status_code == 200, (path, ok.content)
+            other = client.get(path, **_bearer(token), HTTP_X_CLIENT_CERT=escaped(theirs))
+            assert other.status_code == 401, path
+            assert client.get(path, **_bearer(token)).status_code == 401, path
+    for path in ("/orders", "/report"):
+        ignored = client.get(path, **_bearer(token), HTTP_X_CLIENT_CERT=escaped(mine))
+        assert ignored.status_code == 401, path
