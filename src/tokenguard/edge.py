@@ -91,8 +91,9 @@ class RequestView:
         url: builds the absolute request URL when a rule needs it (never on the hot path).
         form_tokens: the ``access_token`` values of a form body, read by the adapter only
             when :meth:`Protection.wants_form` said so.
-        client_certificate: the client certificate of the request's TLS connection (or
-            of a proxy header the deployment trusts), PEM or DER; None when there is none.
+        client_certificate: the client certificate of the request's TLS connection, as
+            the server reports it (PEM or DER); None when there is none. A proxy header
+            is read by :class:`Protection` (``client_certificate_header``), not here.
     """
 
     method: str = "GET"

@@ -47,7 +47,7 @@ _SF_BINARY = re.compile(r":([A-Za-z0-9+/]+={0,2}):")
 # Exactly one PEM certificate block (RFC 7468 §2, lax whitespace), nothing around it.
 _PEM = re.compile(r"\s*-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----\s*")
 # An Envoy XFCC element's key=value pairs: a quoted value may hold ; and , (escaped ").
-_XFCC_PAIR = re.compile(r'\s*([A-Za-z]+)=("(?:[^"\\]|\\.)*"|[^;,"]*)\s*')
+_XFCC_PAIR = re.compile(r'\s*([A-Za-z]+)=("[^"\\]*(?:\\.[^"\\]*)*"|[^;,"]*)\s*')
 
 
 def __getattr__(name: str) -> Any:
