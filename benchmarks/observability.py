@@ -174,6 +174,9 @@ class Worker:
         env = dict(os.environ)
         if pythonpath is not None:
             env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+            # A temporary copy of the source: under ./dev test, coverage's subprocess patch
+            # would record files that are gone by the report ("No source for code").
+            env = {k: v for k, v in env.items() if not k.startswith("COVERAGE_")}
         self.variant = variant
         self.process = subprocess.Popen(  # noqa: S603 - this script, this interpreter
             [sys.executable, __file__, "--worker", variant, "--fresh", str(fresh_needed)],
