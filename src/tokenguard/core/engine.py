@@ -193,8 +193,7 @@ class Engine:
         except TokenGuardError as error:
             self.observer.refused_early(runtime.name, error, path)
             raise
-        trace = Trace(runtime.name)
-        return self._observed(trace, self._flow(token, digest, runtime, now, presented, trace))
+        return self._flow(token, digest, runtime, now, presented, Trace(runtime.name))
 
     def challenge(
         self, error: TokenGuardError, policy: str | Policy | None, dpop: DPoPProof | None
@@ -406,28 +405,37 @@ class Engine:
         presented: Presented | None,
         trace: Trace,
     ) -> Flow:
-        """One validation. If the token is forgotten or revoked while it runs, whatever
-        it learnt is dropped and it starts again: nothing obtained before a forget or a
-        revocation is cached or served after it returns."""
-        for _ in range(_MAX_RESTARTS):
-            began = self.revocations.mark()
-            info = yield from self._attempt(token, digest, policy, now, began, presented, trace)
-            revocations = self.revocations
-            if not revocations.touched_since(digest, began):
-                if revocations.cut_since(began) and self._revoked(info, token, digest, now):
-                    # A subject/client cut-off arrived meanwhile and covers this token.
-                    self.verified_cache.forget(digest)
-                    raise InactiveToken("The access token has been revoked")
-                if presented is not None and presented.proof is not None:
-                    # Last: only a DPoP proof whose request passed is remembered, here
-                    # first, then (a store need) across the fleet.
-                    self.binder.claim(presented.proof, now)
-                    if self.fleet is not None:
-                        yield from self.binder.claim_shared(presented.proof, now, self.fleet)
-                return info
-            self.verified_cache.forget(digest)  # undo what this attempt remembered
-            now = time.time()
-        raise ValidationUnavailable("The token kept being revoked during validation")
+        """One validation, its end told to the observer (as :meth:`_observed` does, without
+        a generator layer of its own: this runs for every first-seen token). If the token
+        is forgotten or revoked while it runs, whatever it learnt is dropped and it starts
+        again: nothing obtained before a forget or a revocation is cached or served after
+        it returns."""
+        try:
+            for _ in range(_MAX_RESTARTS):
+                began = self.revocations.mark()
+                info = yield from self._attempt(token, digest, policy, now, began, presented, trace)
+                revocations = self.revocations
+                if not revocations.touched_since(digest, began):
+                    if revocations.cut_since(began) and self._revoked(info, token, digest, now):
+                        # A subject/client cut-off arrived meanwhile and covers this token.
+                        self.verified_cache.forget(digest)
+                        raise InactiveToken("The access token has been revoked")
+                    if presented is not None and presented.proof is not None:
+                        # Last: only a DPoP proof whose request passed is remembered, here
+                        # first, then (a store need) across the fleet.
+                        self.binder.claim(presented.proof, now)
+                        if self.fleet is not None:
+                            yield from self.binder.claim_shared(presented.proof, now, self.fleet)
+                    break
+                self.verified_cache.forget(digest)  # undo what this attempt remembered
+                now = time.time()
+            else:
+                raise ValidationUnavailable("The token kept being revoked during validation")
+        except TokenGuardError as error:
+            self.observer.finished(trace, error)
+            raise
+        self.observer.finished(trace, None)
+        return info
 
     def _claimed(self, info: TokenInfo, proof: Proof, now: float, fleet: FleetTier) -> Flow:
         """A cached token's answer once its DPoP proof is claimed across the fleet."""

@@ -10,8 +10,10 @@ introspection budget. :class:`Observer` keeps plain counters (read by
 Cost: a token found in the verified-token cache costs one integer increment
 (:class:`HitCount`, on the compiled policy), nothing else, whether or not anything
 listens; everything else is counted on paths that already do far more work (a signature
-check, an HTTP exchange). Listeners read the counters when they are collected
-(OpenTelemetry's asynchronous instruments), so a cached hit never calls one.
+check, an HTTP exchange). The counts a first-seen token makes (cache lookups, a
+successful validation) take no lock: each is a :class:`Tally`. Listeners read the
+counters when they are collected (OpenTelemetry's asynchronous instruments), so a cached
+hit never calls one.
 
 Nothing that identifies a token is ever a label: counters are keyed by configured names
 (policy, issuer), fixed vocabularies (result, path, cache, request kind) and error class
@@ -20,12 +22,13 @@ names; a single-flight key (which holds a token digest) is reduced to its kind.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from ..errors import (
@@ -45,6 +48,7 @@ __all__ = [
     "Listener",
     "Observer",
     "Outcome",
+    "Tally",
     "Trace",
     "error_type",
     "fetch_kind",
@@ -105,6 +109,23 @@ class HitCount:
 
     def __init__(self) -> None:
         self.n = 0
+
+
+class Tally:
+    """A counter that stays exact without a lock: ``add`` is one call to ``next`` on
+    an :func:`itertools.count`, a single C call the interpreter never interleaves with
+    another thread's (``n += 1`` on an attribute can lose counts)."""
+
+    __slots__ = ("_count", "add")
+
+    def __init__(self) -> None:
+        self._count = itertools.count()
+        self.add = self._count.__next__
+
+    @property
+    def value(self) -> int:
+        # The count's repr is "count(N)": N is how many times add was called.
+        return int(repr(self._count)[6:-1])
 
 
 class Trace:
@@ -189,7 +210,8 @@ class RequestTally:
 class Observer:
     """The counters of one guard, and its listener (None: nothing listens).
 
-    Thread-safe: counters other than :class:`HitCount` change under a short lock.
+    Thread-safe: the :class:`Tally` counters are exact without a lock, and
+    :class:`HitCount` (the cached hits) takes none; the others change under a short lock.
     """
 
     def __init__(self) -> None:
@@ -200,7 +222,10 @@ class Observer:
         # (policy, result, error type, path, cached) -> count, for validations that
         # needed work or were refused before (the cached hits are HitCounts).
         self.validations: dict[tuple[str, str, str | None, str, bool], int] = {}
-        self.lookups: dict[tuple[str, bool], int] = {}  # (cache, hit) -> count
+        # (policy, path, cached) -> successful validations that needed work: the
+        # counts of the first-seen path, without the lock (added to validations on copy).
+        self._successes: dict[tuple[str, str, bool], Tally] = {}
+        self._lookups: dict[tuple[str, bool], Tally] = {}  # (cache, hit) -> count
         self.requests: dict[tuple[str, str], RequestTally] = {}  # (kind, issuer)
         self.jwks: dict[tuple[str, bool], int] = {}  # (issuer, refreshed ok) -> count
         self.joins: dict[str, int] = {}  # kind -> flows that joined another's flight
@@ -211,17 +236,31 @@ class Observer:
 
     def finished(self, trace: Trace, error: TokenGuardError | None) -> None:
         """A validation flow ended (``error``: how it was refused)."""
+        if error is None:
+            if trace.path != "cache":  # a cached success is a HitCount
+                key = (trace.policy, trace.path, trace.cached)
+                (self._successes.get(key) or self._tally(self._successes, key)).add()
+            listener = self.listener
+            if listener is not None:
+                listener.validated(
+                    Outcome(trace.policy, trace.format, trace.path, trace.cached, "success", None)
+                )
+            return
         result = result_class(error)
-        kind = error_type(error) if error is not None else None
-        if error is not None or trace.path != "cache":  # a cached success is a HitCount
-            key = (trace.policy, result, kind, trace.path, trace.cached)
-            with self._lock:
-                self.validations[key] = self.validations.get(key, 0) + 1
+        kind = error_type(error)
+        failed = (trace.policy, result, kind, trace.path, trace.cached)
+        with self._lock:
+            self.validations[failed] = self.validations.get(failed, 0) + 1
         listener = self.listener
         if listener is not None:
             listener.validated(
                 Outcome(trace.policy, trace.format, trace.path, trace.cached, result, kind)
             )
+
+    def _tally(self, tallies: dict[Any, Tally], key: Any) -> Tally:
+        """The tally for ``key``, created (once, under the lock) if new."""
+        with self._lock:
+            return tallies.setdefault(key, Tally())
 
     def refused_early(self, policy: str, error: TokenGuardError, path: str) -> None:
         """A validation refused before any flow started (no token, too long, a cached
@@ -233,8 +272,7 @@ class Observer:
     def lookup(self, cache: str, hit: bool) -> None:
         """A lookup in one of the caches of :data:`CACHES`."""
         key = (cache, hit)
-        with self._lock:
-            self.lookups[key] = self.lookups.get(key, 0) + 1
+        (self._lookups.get(key) or self._tally(self._lookups, key)).add()
 
     def jwks_refreshed(self, issuer: str, ok: bool) -> None:
         """A key-set fetch ended: a key set was read (ok), or the last one is kept."""
@@ -309,9 +347,12 @@ class Observer:
     def copy(self) -> Counts:
         """A consistent copy of the counters (taken under the lock)."""
         with self._lock:
+            validations = dict(self.validations)
+            for (policy, path, cached), tally in self._successes.items():
+                validations[(policy, "success", None, path, cached)] = tally.value
             return Counts(
-                validations=dict(self.validations),
-                lookups=dict(self.lookups),
+                validations=validations,
+                lookups={key: tally.value for key, tally in self._lookups.items()},
                 requests={k: RequestTally(**vars(t)) for k, t in self.requests.items()},
                 jwks=dict(self.jwks),
                 joins=dict(self.joins),
