@@ -117,6 +117,9 @@ class Engine:
         self.revocations = Revocations()
         self.fleet: FleetTier | None = None  # set by a fleet attached to the guard
         self.observer = Observer()  # counters (guard.stats()) and a listener (tokenguard.otel)
+        # The two lookups every first-seen JWT counts, without a method call each.
+        self._verified_miss = self.observer.lookup_counter("verified", False)
+        self._jwks_hit = self.observer.lookup_counter("jwks", True)
         self._transmitters: dict[tuple[str, str], IssuerRuntime] = {}
         self._seen_events = SeenEvents()
         self._all_algorithms = frozenset().union(*(p.algorithms for p in runtimes))
@@ -189,7 +192,7 @@ class Engine:
                             )
                         return cached
                     self.verified_cache.forget(digest)  # the flow refuses it
-                self.observer.lookup("verified", False)
+                self._verified_miss()  # observer.lookup("verified", False)
         except TokenGuardError as error:
             self.observer.refused_early(runtime.name, error, path)
             raise
@@ -615,7 +618,7 @@ class Engine:
         found = state.fresh_candidates(now, alg, kid)
         if found is None:
             return None
-        self.observer.lookup("jwks", True)  # as _keys counts it
+        self._jwks_hit()  # observer.lookup("jwks", True), as _keys counts it
         return static + found if static else found
 
     def _keys(

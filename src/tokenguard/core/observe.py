@@ -274,6 +274,12 @@ class Observer:
         key = (cache, hit)
         (self._lookups.get(key) or self._tally(self._lookups, key)).add()
 
+    def lookup_counter(self, cache: str, hit: bool) -> Callable[[], object]:
+        """What :meth:`lookup` does for one (cache, hit), as a call without arguments
+        (for the first-seen path, which counts the same two lookups every time)."""
+        key = (cache, hit)
+        return (self._lookups.get(key) or self._tally(self._lookups, key)).add
+
     def jwks_refreshed(self, issuer: str, ok: bool) -> None:
         """A key-set fetch ended: a key set was read (ok), or the last one is kept."""
         key = (issuer, ok)
@@ -352,7 +358,8 @@ class Observer:
                 validations[(policy, "success", None, path, cached)] = tally.value
             return Counts(
                 validations=validations,
-                lookups={key: tally.value for key, tally in self._lookups.items()},
+                # A tally made ahead (lookup_counter) counts nothing until it is used.
+                lookups={k: n for k, tally in self._lookups.items() if (n := tally.value)},
                 requests={k: RequestTally(**vars(t)) for k, t in self.requests.items()},
                 jwks=dict(self.jwks),
                 joins=dict(self.joins),
