@@ -11,8 +11,8 @@ answer reaches :class:`~tokenguard.core.exchange.ResponseReader` as sent, which 
 with bounded output), no cookies, no credentials from ``.netrc``, TLS verified with
 :func:`~.transport.ssl_context` (presenting the request's client certificate, when it
 names one, with :func:`~.transport.client_ssl_context`), the environment's ``http://``
-proxy as httpx would use it, and the whole exchange (connection, request, every interim ``1xx`` answer, status
-line, headers and body) under one ``asyncio.timeout_at(deadline)``.
+proxy as httpx would use it, and the whole exchange (connection, request, every interim
+``1xx`` answer, status line, headers and body) under one ``asyncio.timeout_at(deadline)``.
 
 A session belongs to the event loop that made it. A guard used from several loops (a loop
 per thread, ``asyncio.run`` per call, a loop per test) keeps one session per live loop and
