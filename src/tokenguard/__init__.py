@@ -11,7 +11,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .bearer import bearer_token
-from .client_auth import BearerToken, ClientSecretBasic, ClientSecretPost, PrivateKeyJWT
+from .client_auth import (
+    BearerToken,
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJWT,
+    SelfSignedTlsClientAuth,
+    TlsClientAuth,
+)
 from .config import GuardConfig, Issuer, Mode, Policy, Settings, load_config
 from .core.detect import TokenFormat, detect
 from .core.dpop import DPoPProof
@@ -108,7 +115,9 @@ __all__ = [
     "Policy",
     "PrivateKeyJWT",
     "SecurityEventError",
+    "SelfSignedTlsClientAuth",
     "Settings",
+    "TlsClientAuth",
     "TokenFormat",
     "TokenGuard",
     "TokenGuardError",

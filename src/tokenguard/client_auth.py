@@ -15,7 +15,17 @@ from urllib.parse import quote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-__all__ = ["BearerToken", "ClientAuth", "ClientSecretBasic", "ClientSecretPost", "PrivateKeyJWT"]
+from .core.exchange import ClientCertificate
+
+__all__ = [
+    "BearerToken",
+    "ClientAuth",
+    "ClientSecretBasic",
+    "ClientSecretPost",
+    "PrivateKeyJWT",
+    "SelfSignedTlsClientAuth",
+    "TlsClientAuth",
+]
 
 
 def secret_from_env(data: Any, field: str) -> Any:
@@ -49,6 +59,11 @@ class _Auth(BaseModel):
     def apply(self, form: dict[str, str], headers: dict[str, str], *, audience: str) -> None:
         """Add this method's credentials to an introspection request."""
         raise NotImplementedError
+
+    @property
+    def tls_identity(self) -> ClientCertificate | None:
+        """The certificate the TLS handshake presents (mutual-TLS methods only)."""
+        return None
 
 
 class _ClientSecret(_Auth):
@@ -214,7 +229,146 @@ class BearerToken(_Auth):
         headers["Authorization"] = f"Bearer {self.token.get_secret_value()}"
 
 
+class _MutualTls(_Auth):
+    client_id: str = Field(min_length=1)
+    certificate: str = Field(min_length=1, repr=False)
+    private_key: str | None = Field(default=None, min_length=1, repr=False)
+    private_key_password: SecretStr | None = None
+
+    def __init__(
+        self,
+        client_id: str | None = None,
+        certificate: str | os.PathLike[str] | None = None,
+        private_key: str | os.PathLike[str] | None = None,
+        /,
+        **data: Any,
+    ) -> None:
+        super().__init__(
+            **positional(
+                data, client_id=client_id, certificate=certificate, private_key=private_key
+            )
+        )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _env(cls, data: Any) -> Any:
+        if isinstance(data, dict):  # a pathlib.Path is as good as a string
+            data = {
+                name: os.fspath(value)
+                if name in ("certificate", "private_key") and isinstance(value, os.PathLike)
+                else value
+                for name, value in data.items()
+            }
+        return secret_from_env(data, "private_key_password")
+
+    @model_validator(mode="after")
+    def _loads(self) -> _MutualTls:
+        _check_loads(self.tls_identity)  # a pair that does not load is a configuration error
+        return self
+
+    @property
+    def tls_identity(self) -> ClientCertificate:
+        return self._identity
+
+    @functools.cached_property
+    def _identity(self) -> ClientCertificate:
+        password = self.private_key_password
+        return ClientCertificate(
+            certfile=self.certificate,
+            keyfile=self.private_key,
+            password=password.get_secret_value() if password is not None else None,
+        )
+
+    def apply(self, form: dict[str, str], headers: dict[str, str], *, audience: str) -> None:
+        # RFC 8705 §2: the client_id identifies the client; the handshake authenticates it.
+        form["client_id"] = self.client_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(client_id={self.client_id!r})"
+
+    __str__ = __repr__
+
+
+def _check_loads(identity: ClientCertificate) -> None:
+    """Raise ValueError when the certificate and key do not load together; the message
+    names the problem, never a path or anything read from the files."""
+    import ssl
+
+    problem = None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_cert_chain(identity.certfile, identity.keyfile, identity.password)
+    except FileNotFoundError:
+        problem = "the certificate or private_key file does not exist"
+    except PermissionError:
+        problem = "the certificate or private_key file cannot be read"
+    except IsADirectoryError:
+        problem = "the certificate or private_key path is a directory"
+    except (ssl.SSLError, OSError, ValueError, TypeError):
+        # OpenSSL reports a bad PEM, a key that does not match and a wrong password
+        # alike; its message may quote the file: only the kind of problem is said.
+        problem = (
+            "the certificate and private_key do not load as a matching PEM pair "
+            "(or private_key_password is wrong)"
+        )
+    if problem is not None:
+        # Raised outside the handler, so OpenSSL's error is not kept as its context.
+        raise ValueError(problem)
+
+
+class TlsClientAuth(_MutualTls):
+    """Mutual TLS with a certificate from a CA the authorization server trusts
+    (RFC 8705 §2.1, ``tls_client_auth``).
+
+    ``certificate`` is the path of a PEM file with the client certificate (and any
+    intermediates after it); ``private_key`` the path of its PEM private key, or None
+    when the certificate file holds the key too; ``private_key_password`` (or
+    ``private_key_password_env`` in a file) decrypts an encrypted key. The files are
+    read when the configuration is checked, and again once when the first request
+    needs them; only ``client_id`` goes in the request body. When the authorization
+    server publishes ``mtls_endpoint_aliases`` (RFC 8705 §5), a discovered introspection
+    endpoint is replaced by its alias.
+    """
+
+    method: Literal["tls_client_auth"] = "tls_client_auth"
+
+    # Repeated so type checkers see the positional form.
+    def __init__(
+        self,
+        client_id: str | None = None,
+        certificate: str | os.PathLike[str] | None = None,
+        private_key: str | os.PathLike[str] | None = None,
+        /,
+        **data: Any,
+    ) -> None:
+        super().__init__(client_id, certificate, private_key, **data)
+
+
+class SelfSignedTlsClientAuth(_MutualTls):
+    """Mutual TLS with a self-signed certificate registered with the authorization
+    server (RFC 8705 §2.2, ``self_signed_tls_client_auth``); configured as
+    :class:`TlsClientAuth`."""
+
+    method: Literal["self_signed_tls_client_auth"] = "self_signed_tls_client_auth"
+
+    # Repeated so type checkers see the positional form.
+    def __init__(
+        self,
+        client_id: str | None = None,
+        certificate: str | os.PathLike[str] | None = None,
+        private_key: str | os.PathLike[str] | None = None,
+        /,
+        **data: Any,
+    ) -> None:
+        super().__init__(client_id, certificate, private_key, **data)
+
+
 ClientAuth = Annotated[
-    ClientSecretBasic | ClientSecretPost | PrivateKeyJWT | BearerToken,
+    ClientSecretBasic
+    | ClientSecretPost
+    | PrivateKeyJWT
+    | BearerToken
+    | TlsClientAuth
+    | SelfSignedTlsClientAuth,
     Field(discriminator="method"),
 ]

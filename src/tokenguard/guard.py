@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -90,6 +91,8 @@ class TokenGuard:
             fleet.attach(self._engine) if fleet is not None else (None, None)
         )
         self._clients = (http_client, async_http_client)
+        if http_client is not None or async_http_client is not None:
+            _warn_mutual_tls(config)
         self._shells_lock = threading.Lock()
         self._sync_shell: SyncShell | None = None
         self._async_shell: AsyncShell | None = None
@@ -391,6 +394,24 @@ class TokenGuard:
     def __repr__(self) -> str:
         issuers = [i.issuer for i in self._engine.config.issuers]
         return f"TokenGuard(issuers={issuers!r}, policies={list(self._engine.policies)!r})"
+
+
+log = logging.getLogger("tokenguard")
+
+
+def _warn_mutual_tls(config: GuardConfig) -> None:
+    """A caller's httpx client presents the certificate it was configured with, not the
+    one of a mutual-TLS client auth: say so once, at construction (the authorization
+    server refuses a client without it, so introspection then fails closed, 503)."""
+    for issuer in config.issuers:
+        auth = issuer.client_auth
+        if auth is not None and auth.tls_identity is not None:
+            log.warning(
+                "issuer %s uses %s: a caller-supplied httpx client must itself present the "
+                "client certificate (httpx.Client(verify=ssl_context) with load_cert_chain)",
+                issuer.issuer,
+                auth.method,
+            )
 
 
 def _generic(error: InvalidToken) -> None:

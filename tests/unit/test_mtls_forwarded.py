@@ -104,6 +104,9 @@ def test_two_certificates_are_none(certificate: x509.Certificate, other: x509.Ce
         "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n",
         'Hash=abc;Subject="CN=x"',  # XFCC without Cert
         'Hash=abc;Cert="%ZZ"',
+        'Hash=abc;Cert="%ff%fe"',  # not UTF-8 once decoded
+        base64.b64encode(b"\x30\x80" + b"\x00" * 8).decode(),  # BER indefinite length
+        base64.b64encode(b"\x30\x81\x05abcde").decode(),  # long form for a short length
         'Cert="abc',  # unterminated quote
         "By=a;;Cert=b",
     ],

@@ -18,10 +18,13 @@ log = logging.getLogger("tokenguard.discovery")
 
 @dataclass(frozen=True, slots=True)
 class Metadata:
-    """The endpoints tokenguard uses from an issuer's metadata document."""
+    """The endpoints tokenguard uses from an issuer's metadata document;
+    ``mtls_introspection_endpoint`` is the ``introspection_endpoint`` of its
+    ``mtls_endpoint_aliases`` (RFC 8705 §5), for clients that authenticate with mutual TLS."""
 
     jwks_uri: str | None
     introspection_endpoint: str | None
+    mtls_introspection_endpoint: str | None = None
 
 
 def parse_metadata(outcome: HttpOutcome, issuer: Issuer) -> Metadata:
@@ -54,8 +57,23 @@ def parse_metadata(outcome: HttpOutcome, issuer: Issuer) -> Metadata:
         ):
             raise ValueError(f"{name} is not an acceptable URL")
         found[name] = url
+    aliases = document.get("mtls_endpoint_aliases")
+    alias = None
+    if aliases is not None:
+        if not isinstance(aliases, dict):
+            raise ValueError("mtls_endpoint_aliases is not a JSON object")
+        alias = aliases.get("introspection_endpoint")
+        if alias is not None and (
+            not isinstance(alias, str)
+            or endpoint_problem(alias, allow_insecure_http=issuer.allow_insecure_http)
+        ):
+            raise ValueError(
+                "mtls_endpoint_aliases.introspection_endpoint is not an acceptable URL"
+            )
     return Metadata(
-        jwks_uri=found["jwks_uri"], introspection_endpoint=found["introspection_endpoint"]
+        jwks_uri=found["jwks_uri"],
+        introspection_endpoint=found["introspection_endpoint"],
+        mtls_introspection_endpoint=alias,
     )
 
 

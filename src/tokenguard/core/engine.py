@@ -748,6 +748,9 @@ class Engine:
             if metadata is None:
                 raise ValidationUnavailable("The authorization server metadata is unavailable")
             endpoint = metadata.introspection_endpoint
+            if client_auth.tls_identity is not None and metadata.mtls_introspection_endpoint:
+                # RFC 8705 §5: a client authenticating with mutual TLS uses the alias.
+                endpoint = metadata.mtls_introspection_endpoint
             if endpoint is None:
                 raise ConfigurationError("the issuer publishes no introspection_endpoint")
 

@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 from ..errors import ValidationUnavailable
 
 __all__ = [
+    "ClientCertificate",
     "Fetch",
     "HeaderSource",
     "HttpFailure",
@@ -35,16 +36,30 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
+class ClientCertificate:
+    """A TLS client identity for mutual TLS (RFC 8705 §2): PEM file paths and the key's
+    password. Compared by identity: each mutual-TLS client auth has one, and the shells
+    make one TLS context per instance and keep its connections apart. Nothing of it is
+    in the repr."""
+
+    certfile: str = field(repr=False)
+    keyfile: str | None = field(repr=False)
+    password: str | None = field(repr=False)
+
+
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
     """A request to make. ``headers`` and ``form`` may hold credentials or a token:
-    they are excluded from the repr."""
+    they are excluded from the repr. ``client_certificate``, when set, is presented in
+    the TLS handshake (mutual-TLS client authentication)."""
 
     method: str
     url: str
     max_bytes: int
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     form: Mapping[str, str] | None = field(default=None, repr=False)
+    client_certificate: ClientCertificate | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

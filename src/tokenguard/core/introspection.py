@@ -71,7 +71,14 @@ def build_request(
     form = {"token": token, "token_type_hint": "access_token"}
     headers = {"Accept": SIGNED_MEDIA_TYPE if signed else "application/json"}
     client_auth.apply(form, headers, audience=issuer)
-    return HttpRequest("POST", endpoint, max_bytes=max_bytes, headers=headers, form=form)
+    return HttpRequest(
+        "POST",
+        endpoint,
+        max_bytes=max_bytes,
+        headers=headers,
+        form=form,
+        client_certificate=client_auth.tls_identity,
+    )
 
 
 def read_response(

@@ -9,9 +9,10 @@ use only, so a guard that never validates asynchronously never loads it.
 Each request: no redirects, no decompression (``auto_decompress=False``: a compressed
 answer reaches :class:`~tokenguard.core.exchange.ResponseReader` as sent, which decodes it
 with bounded output), no cookies, no credentials from ``.netrc``, TLS verified with
-:func:`~.transport.ssl_context`, the environment's ``http://`` proxy as httpx would use
-it, and the whole exchange (connection, request, every interim ``1xx`` answer, status
-line, headers and body) under one ``asyncio.timeout_at(deadline)``.
+:func:`~.transport.ssl_context` (presenting the request's client certificate, when it
+names one, with :func:`~.transport.client_ssl_context`), the environment's ``http://``
+proxy as httpx would use it, and the whole exchange (connection, request, every interim
+``1xx`` answer, status line, headers and body) under one ``asyncio.timeout_at(deadline)``.
 
 A session belongs to the event loop that made it. A guard used from several loops (a loop
 per thread, ``asyncio.run`` per call, a loop per test) keeps one session per live loop and
@@ -32,7 +33,14 @@ from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from ..core.exchange import HttpFailure, HttpOutcome, HttpRequest, ResponseReader
-from .transport import FORM_TYPE, REQUEST_HEADERS, encode_form, proxy_for, ssl_context
+from .transport import (
+    FORM_TYPE,
+    REQUEST_HEADERS,
+    client_ssl_context,
+    encode_form,
+    proxy_for,
+    ssl_context,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -167,6 +175,14 @@ class AiohttpClient:
             proxy = proxy_for(request.url)
         except ValueError as error:
             return HttpFailure(str(error))
+        extra: dict[str, Any] = {}
+        if request.client_certificate is not None:
+            # Mutual TLS: aiohttp keys its pooled connections by the ssl context too, so
+            # a connection made without this certificate is never reused for it.
+            try:
+                extra["ssl"] = client_ssl_context(request.client_certificate)
+            except OSError as error:
+                return HttpFailure(_reason(error))
         proxy_url = proxy_headers = None
         if proxy is not None:
             proxy_url = proxy.url
@@ -182,6 +198,7 @@ class AiohttpClient:
                     allow_redirects=False,
                     proxy=proxy_url,
                     proxy_headers=proxy_headers,
+                    **extra,
                 ) as response:
                     reader = ResponseReader(request, response.status, response.headers, deadline)
                     failure = reader.check_head()

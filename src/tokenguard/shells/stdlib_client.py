@@ -10,11 +10,15 @@ abandoned at the deadline with the rest.
 
 What it does, and what it refuses:
 
-* one idle pool of connections per origin (scheme, host, port, proxy), last used first;
+* one idle pool of connections per origin (scheme, host, port, proxy, and the client
+  certificate presented, if any: a connection made without a certificate, or with
+  another, is never reused for a mutual-TLS request), last used first;
   a connection idle for longer than :data:`KEEPALIVE_EXPIRY` or that the server closed
   (readable while idle) is dropped, and a request that fails on a reused connection
   before any answer is sent once more on a new one;
-* TLS with :func:`~.transport.ssl_context` (certificates and host names verified);
+* TLS with :func:`~.transport.ssl_context` (certificates and host names verified),
+  presenting the request's client certificate when it names one
+  (:func:`~.transport.client_ssl_context`);
 * ``http://`` proxies from the environment, as httpx uses them (``CONNECT`` for https);
 * no redirects, no decompression, no cookies (nothing here would do them);
 * an interim response other than ``100 Continue`` (``http.client`` cannot read past one)
@@ -23,6 +27,7 @@ What it does, and what it refuses:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import http.client
 import io
@@ -37,8 +42,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..core.exchange import HttpFailure, HttpOutcome, HttpRequest, ResponseReader
-from .transport import FORM_TYPE, REQUEST_HEADERS, Proxy, encode_form, proxy_for, ssl_context
+from ..core.exchange import (
+    ClientCertificate,
+    HttpFailure,
+    HttpOutcome,
+    HttpRequest,
+    ResponseReader,
+)
+from .transport import FORM_TYPE, REQUEST_HEADERS, Proxy, client_ssl_context, encode_form, proxy_for
 
 __all__ = ["KEEPALIVE_EXPIRY", "StdlibClient"]
 
@@ -68,12 +79,14 @@ def _remaining(deadline: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class _Origin:
-    """Where a connection goes: the server, and the proxy in front of it if any."""
+    """Where a connection goes: the server, the proxy in front of it if any, and the
+    client certificate its TLS handshake presents if any."""
 
     scheme: str
     host: str
     port: int
     proxy: Proxy | None
+    identity: ClientCertificate | None = None
 
 
 @functools.lru_cache(maxsize=256)
@@ -227,7 +240,8 @@ class _Connection(http.client.HTTPConnection):
             self._tunnel()  # type: ignore[attr-defined]  # CONNECT, bounded like any answer
         if self.origin.scheme == "https":
             raw.settimeout(_remaining(self.deadline))  # the whole handshake, in CPython
-            raw = ssl_context().wrap_socket(raw, server_hostname=self.origin.host)
+            context = client_ssl_context(self.origin.identity)
+            raw = context.wrap_socket(raw, server_hostname=self.origin.host)
             self.sock = _Socket(raw, self)
 
     def dropped(self) -> bool:
@@ -249,6 +263,8 @@ class StdlibClient:
             origin, target = _route(request.url)
         except ValueError as error:
             return HttpFailure(str(error) if "proxies" in str(error) else "bad URL")
+        if request.client_certificate is not None:
+            origin = dataclasses.replace(origin, identity=request.client_certificate)
         headers = {**REQUEST_HEADERS, **request.headers}
         body = None
         if request.form is not None:

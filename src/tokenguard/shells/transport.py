@@ -11,13 +11,15 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlencode, urlsplit
 
 from .. import __version__
-from ..core.exchange import HttpOutcome, HttpRequest
+from ..core.exchange import ClientCertificate, HttpOutcome, HttpRequest
 
 if TYPE_CHECKING:
     import ssl
@@ -28,6 +30,7 @@ __all__ = [
     "AsyncTransport",
     "Proxy",
     "SyncTransport",
+    "client_ssl_context",
     "encode_form",
     "proxy_for",
     "ssl_context",
@@ -77,6 +80,34 @@ def ssl_context() -> ssl.SSLContext:
     """The TLS settings of tokenguard's own clients: certificates and host names verified,
     against the CA bundle httpx uses by default (certifi's), or the one named by
     ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``, as httpx does. Made once per process."""
+    return _new_context()
+
+
+_client_contexts: weakref.WeakKeyDictionary[ClientCertificate, ssl.SSLContext] = (
+    weakref.WeakKeyDictionary()
+)
+_client_contexts_lock = threading.Lock()
+
+
+def client_ssl_context(identity: ClientCertificate | None) -> ssl.SSLContext:
+    """:func:`ssl_context`'s settings, presenting ``identity``'s certificate in the
+    handshake (mutual TLS, RFC 8705 §2); :func:`ssl_context` itself for None. Made once
+    per identity, and kept no longer than the identity (its issuer's configuration).
+    Raises :class:`OSError` or :class:`ssl.SSLError` when the files no longer load."""
+    if identity is None:
+        return ssl_context()
+    context = _client_contexts.get(identity)
+    if context is None:
+        with _client_contexts_lock:
+            context = _client_contexts.get(identity)
+            if context is None:
+                context = _new_context()
+                context.load_cert_chain(identity.certfile, identity.keyfile, identity.password)
+                _client_contexts[identity] = context
+    return context
+
+
+def _new_context() -> ssl.SSLContext:
     import ssl
 
     if os.environ.get("SSL_CERT_FILE"):
