@@ -53,7 +53,7 @@ ISSUER = "https://bench.example"
 AUDIENCE = "urn:bench:api"
 SECRET = b"observability-benchmark-secret-0123456789"
 #: The counting line of the cached path (src/tokenguard/core/engine.py).
-COUNTING = "runtime.hits.n += 1"
+COUNTING = "runtime.hits.add()"
 
 VARIANTS = ("uncounted", "stats", "stats (again)", "otel no-op", "otel SDK")
 

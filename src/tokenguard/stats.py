@@ -198,7 +198,7 @@ def snapshot(engine: Engine) -> GuardStats:
     by_key: dict[tuple[str, str, str | None, str, bool], int] = dict(counts.validations)
     verified_hits = 0
     for runtime in engine.policies.values():
-        hits = runtime.hits.n
+        hits = runtime.hits.value
         verified_hits += hits
         if hits:
             # Cached answers later refused (a bound token whose proof fails) were

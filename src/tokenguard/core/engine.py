@@ -176,7 +176,7 @@ class Engine:
                 cached = self.verified_cache.get(digest, runtime.name, now)
                 if cached is not None:
                     if not self.revocations.active or not self._revoked(cached, token, digest, now):
-                        runtime.hits.n += 1  # the only count of the hot path (observe.py)
+                        runtime.hits.add()  # the only count of the hot path (observe.py)
                         if (
                             presented is None
                             and runtime.binding.plain

@@ -7,8 +7,8 @@ introspection budget. :class:`Observer` keeps plain counters (read by
 ``TokenGuard.stats()``) and, when something listens (``tokenguard.otel``), tells a
 :class:`Listener` too.
 
-Cost: a token found in the verified-token cache costs one integer increment
-(:class:`HitCount`, on the compiled policy), nothing else, whether or not anything
+Cost: a token found in the verified-token cache costs one count
+(a :class:`Tally` on the compiled policy), nothing else, whether or not anything
 listens; everything else is counted on paths that already do far more work (a signature
 check, an HTTP exchange). The counts a first-seen token makes (cache lookups, a
 successful validation) take no lock: each is a :class:`Tally`. Listeners read the
@@ -44,7 +44,6 @@ __all__ = [
     "CACHES",
     "RESULTS",
     "Exchange",
-    "HitCount",
     "Listener",
     "Observer",
     "Outcome",
@@ -100,15 +99,6 @@ def fetch_kind(key: Hashable) -> str:
     token's digest)."""
     first = key[0] if isinstance(key, tuple) and key else None
     return _KINDS.get(first, "other") if isinstance(first, str) else "other"
-
-
-class HitCount:
-    """Verified-token cache hits of one policy: the only counter on the hot path."""
-
-    __slots__ = ("n",)
-
-    def __init__(self) -> None:
-        self.n = 0
 
 
 class Tally:
@@ -210,8 +200,8 @@ class RequestTally:
 class Observer:
     """The counters of one guard, and its listener (None: nothing listens).
 
-    Thread-safe: the :class:`Tally` counters are exact without a lock, and
-    :class:`HitCount` (the cached hits) takes none; the others change under a short lock.
+    Thread-safe: the :class:`Tally` counters (the cached hits and the first-seen path's
+    counts) are exact without a lock; the others change under a short lock.
     """
 
     def __init__(self) -> None:
@@ -220,7 +210,7 @@ class Observer:
         self.on_exchange: Callable[[Exchange], None] | None = None
         self._lock = threading.Lock()
         # (policy, result, error type, path, cached) -> count, for validations that
-        # needed work or were refused before (the cached hits are HitCounts).
+        # needed work or were refused before (the cached hits are policy Tallies).
         self.validations: dict[tuple[str, str, str | None, str, bool], int] = {}
         # (policy, path, cached) -> successful validations that needed work: the
         # counts of the first-seen path, without the lock (added to validations on copy).
@@ -237,7 +227,7 @@ class Observer:
     def finished(self, trace: Trace, error: TokenGuardError | None) -> None:
         """A validation flow ended (``error``: how it was refused)."""
         if error is None:
-            if trace.path != "cache":  # a cached success is a HitCount
+            if trace.path != "cache":  # a cached success is counted on the policy
                 key = (trace.policy, trace.path, trace.cached)
                 (self._successes.get(key) or self._tally(self._successes, key)).add()
             listener = self.listener

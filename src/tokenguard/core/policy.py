@@ -14,7 +14,7 @@ from .claims import REGISTERED_CLAIMS
 from .detect import TokenFormat
 from .discovery import MetadataState
 from .jwks import JwksState, KeySet, static_keyset
-from .observe import HitCount
+from .observe import Tally
 from .requirements import StepUp
 
 __all__ = [
@@ -76,7 +76,7 @@ class PolicyRuntime:
     step_up: StepUp | None = None  # RFC 9470 acr_values / max_age
     keep: frozenset[str] | None = None  # the claims kept of a validated token (None: all)
     # Verified-token cache hits (core/observe.py): the one counter of the hot path.
-    hits: HitCount = field(default_factory=HitCount, compare=False, repr=False)
+    hits: Tally = field(default_factory=Tally, compare=False, repr=False)
 
 
 def route(fmt: TokenFormat, policy: PolicyRuntime) -> Route:
