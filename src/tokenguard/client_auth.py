@@ -15,7 +15,7 @@ from urllib.parse import quote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from .core.exchange import ClientCertificate
+from .core.exchange import TlsIdentity
 
 __all__ = [
     "BearerToken",
@@ -61,7 +61,7 @@ class _Auth(BaseModel):
         raise NotImplementedError
 
     @property
-    def tls_identity(self) -> ClientCertificate | None:
+    def tls_identity(self) -> TlsIdentity | None:
         """The certificate the TLS handshake presents (mutual-TLS methods only)."""
         return None
 
@@ -267,13 +267,13 @@ class _MutualTls(_Auth):
         return self
 
     @property
-    def tls_identity(self) -> ClientCertificate:
+    def tls_identity(self) -> TlsIdentity:
         return self._identity
 
     @functools.cached_property
-    def _identity(self) -> ClientCertificate:
+    def _identity(self) -> TlsIdentity:
         password = self.private_key_password
-        return ClientCertificate(
+        return TlsIdentity(
             certfile=self.certificate,
             keyfile=self.private_key,
             password=password.get_secret_value() if password is not None else None,
@@ -289,7 +289,7 @@ class _MutualTls(_Auth):
     __str__ = __repr__
 
 
-def _check_loads(identity: ClientCertificate) -> None:
+def _check_loads(identity: TlsIdentity) -> None:
     """Raise ValueError when the certificate and key do not load together; the message
     names the problem, never a path or anything read from the files."""
     import ssl

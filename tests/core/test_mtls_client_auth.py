@@ -352,7 +352,7 @@ def test_pool_never_reuses_a_connection_without_the_certificate(
             url,
             max_bytes=10_000,
             form=form,
-            client_certificate=identity if with_certificate else None,
+            tls_identity=identity if with_certificate else None,
         )
         outcome = client.perform(request, time.monotonic() + 5)
         assert isinstance(outcome, HttpResponse)
@@ -383,9 +383,7 @@ def test_nothing_of_the_files_or_password_in_repr_or_dump(pki: Pki) -> None:
             str(auth),
             repr(issuer),
             repr(auth.tls_identity),
-            repr(
-                HttpRequest("POST", "https://as.example/i", 1, client_certificate=auth.tls_identity)
-            ),
+            repr(HttpRequest("POST", "https://as.example/i", 1, tls_identity=auth.tls_identity)),
             json.dumps(issuer.model_dump(mode="json")),
         ]
     )
@@ -495,7 +493,7 @@ async def test_aiohttp_keeps_connections_with_and_without_the_certificate_apart(
             url,
             max_bytes=10_000,
             form=form,
-            client_certificate=identity if with_certificate else None,
+            tls_identity=identity if with_certificate else None,
         )
         outcome = await client.perform(request, time.monotonic() + 5)
         assert isinstance(outcome, HttpResponse)

@@ -24,7 +24,6 @@ from typing import Any, Literal, Protocol
 from ..errors import ValidationUnavailable
 
 __all__ = [
-    "ClientCertificate",
     "Fetch",
     "HeaderSource",
     "HttpFailure",
@@ -32,12 +31,13 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "ResponseReader",
+    "TlsIdentity",
     "gave_up",
 ]
 
 
 @dataclass(frozen=True, slots=True, eq=False, weakref_slot=True)
-class ClientCertificate:
+class TlsIdentity:
     """A TLS client identity for mutual TLS (RFC 8705 §2): PEM file paths and the key's
     password. Compared by identity: each mutual-TLS client auth has one, and the shells
     make one TLS context per instance and keep its connections apart. Nothing of it is
@@ -51,7 +51,7 @@ class ClientCertificate:
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
     """A request to make. ``headers`` and ``form`` may hold credentials or a token:
-    they are excluded from the repr. ``client_certificate``, when set, is presented in
+    they are excluded from the repr. ``tls_identity``, when set, is presented in
     the TLS handshake (mutual-TLS client authentication)."""
 
     method: str
@@ -59,7 +59,7 @@ class HttpRequest:
     max_bytes: int
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     form: Mapping[str, str] | None = field(default=None, repr=False)
-    client_certificate: ClientCertificate | None = field(default=None, repr=False)
+    tls_identity: TlsIdentity | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

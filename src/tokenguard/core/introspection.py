@@ -77,7 +77,7 @@ def build_request(
         max_bytes=max_bytes,
         headers=headers,
         form=form,
-        client_certificate=client_auth.tls_identity,
+        tls_identity=client_auth.tls_identity,
     )
 
 

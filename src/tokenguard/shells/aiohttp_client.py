@@ -176,11 +176,11 @@ class AiohttpClient:
         except ValueError as error:
             return HttpFailure(str(error))
         extra: dict[str, Any] = {}
-        if request.client_certificate is not None:
+        if request.tls_identity is not None:
             # Mutual TLS: aiohttp keys its pooled connections by the ssl context too, so
             # a connection made without this certificate is never reused for it.
             try:
-                extra["ssl"] = client_ssl_context(request.client_certificate)
+                extra["ssl"] = client_ssl_context(request.tls_identity)
             except OSError as error:
                 return HttpFailure(_reason(error))
         proxy_url = proxy_headers = None

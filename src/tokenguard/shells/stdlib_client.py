@@ -43,11 +43,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..core.exchange import (
-    ClientCertificate,
     HttpFailure,
     HttpOutcome,
     HttpRequest,
     ResponseReader,
+    TlsIdentity,
 )
 from .transport import FORM_TYPE, REQUEST_HEADERS, Proxy, client_ssl_context, encode_form, proxy_for
 
@@ -86,7 +86,7 @@ class _Origin:
     host: str
     port: int
     proxy: Proxy | None
-    identity: ClientCertificate | None = None
+    identity: TlsIdentity | None = None
 
 
 @functools.lru_cache(maxsize=256)
@@ -263,8 +263,8 @@ class StdlibClient:
             origin, target = _route(request.url)
         except ValueError as error:
             return HttpFailure(str(error) if "proxies" in str(error) else "bad URL")
-        if request.client_certificate is not None:
-            origin = dataclasses.replace(origin, identity=request.client_certificate)
+        if request.tls_identity is not None:
+            origin = dataclasses.replace(origin, identity=request.tls_identity)
         headers = {**REQUEST_HEADERS, **request.headers}
         body = None
         if request.form is not None:

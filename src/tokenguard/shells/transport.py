@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlencode, urlsplit
 
 from .. import __version__
-from ..core.exchange import ClientCertificate, HttpOutcome, HttpRequest
+from ..core.exchange import HttpOutcome, HttpRequest, TlsIdentity
 
 if TYPE_CHECKING:
     import ssl
@@ -83,13 +83,13 @@ def ssl_context() -> ssl.SSLContext:
     return _new_context()
 
 
-_client_contexts: weakref.WeakKeyDictionary[ClientCertificate, ssl.SSLContext] = (
+_client_contexts: weakref.WeakKeyDictionary[TlsIdentity, ssl.SSLContext] = (
     weakref.WeakKeyDictionary()
 )
 _client_contexts_lock = threading.Lock()
 
 
-def client_ssl_context(identity: ClientCertificate | None) -> ssl.SSLContext:
+def client_ssl_context(identity: TlsIdentity | None) -> ssl.SSLContext:
     """:func:`ssl_context`'s settings, presenting ``identity``'s certificate in the
     handshake (mutual TLS, RFC 8705 §2); :func:`ssl_context` itself for None. Made once
     per identity, and kept no longer than the identity (its issuer's configuration).
