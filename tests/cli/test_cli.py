@@ -113,6 +113,7 @@ def test_validate_jwt_and_opaque(auth_server: AuthServer) -> None:
     secret_env = {"TOKENGUARD_CLIENT_SECRET": auth_server.client_secret}
     result = run(
         *validate_args(auth_server, "--client-id", auth_server.client_id, "--json"),
+        "--",  # an opaque token may start with "-" (one in 64): after "--" it is no option
         opaque,
         env=secret_env,
     )
@@ -203,10 +204,19 @@ def test_validate_requires_an_audience_in_introspection_unless_allowed(
     opaque = auth_server.issue_opaque(audience=None)
     env = {"TOKENGUARD_CLIENT_SECRET": auth_server.client_secret}
     args = validate_args(auth_server, "--client-id", auth_server.client_id)
-    strict = run(*args, opaque, env=env)
+    strict = run(*args, stdin=opaque, env=env)
     assert strict.returncode == 1
     assert "InvalidAudience" in strict.stdout
-    assert run(*args, "--allow-missing-audience", opaque, env=env).returncode == 0
+    assert run(*args, "--allow-missing-audience", stdin=opaque, env=env).returncode == 0
+
+
+def test_a_token_starting_with_a_dash_is_read_after_double_dash(auth_server: AuthServer) -> None:
+    """Random opaque tokens start with "-" one time in 64; the POSIX "--" makes it one."""
+    env = {"TOKENGUARD_CLIENT_SECRET": auth_server.client_secret}
+    args = validate_args(auth_server, "--client-id", auth_server.client_id, "--json")
+    result = run(*args, "--", "-not-an-option-0123456789", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr  # read, refused: inactive
+    assert json.loads(result.stdout)["error"] == "invalid_token"
 
 
 def _b64(value: bytes) -> str:
